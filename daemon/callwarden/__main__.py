@@ -1,0 +1,3 @@
+from callwarden.cli import main
+
+main()

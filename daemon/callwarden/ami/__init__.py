@@ -1,0 +1,1 @@
+"""Asterisk Manager Interface: pure framing (framing.py) and the connection (client.py)."""

@@ -1,0 +1,98 @@
+"""Daemon configuration: TOML file validated into typed, frozen models before anything runs.
+
+Without a file, the embedded defaults point at the lab PBX (scripts/lab-pbx), so
+``callwarden run`` works out of the box in the lab. Unknown keys are errors: a typo in a key
+must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``errors`` holds one ``key.path: message`` line per problem."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+    def render(self) -> str:
+        lines = [f"invalid configuration in {self.source}:"]
+        lines += [f"  {error}" for error in self.errors]
+        return "\n".join(lines)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AmiConfig(_Model):
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=15038, ge=1, le=65535)
+    username: str = Field(default="callwarden", min_length=1, pattern=r"^[A-Za-z0-9_.@-]+$")
+    secret: SecretStr = SecretStr("callwarden-lab-secret")
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    action_timeout: float = Field(default=5.0, gt=0, le=120)
+    reconnect_min: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max: float = Field(default=10.0, gt=0, le=600)
+    # Login event mask: only the classes the daemon reads (see docs/admin.md).
+    events: str = Field(default="system,call,user", pattern=r"^[a-z]+(,[a-z]+)*$")
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> AmiConfig:
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be >= reconnect_min")
+        return self
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: JSON when stderr is not a terminal, human-readable otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Model):
+    ami: AmiConfig = AmiConfig()
+    log: LogConfig = LogConfig()
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_config(data: dict[str, object], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+                msg = f"{msg} (got {err['input']!r})"
+            errors.append(f"{_key_path(err['loc'])}: {msg}")
+        raise ConfigError(source, errors) from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate ``path``; ``None`` means the embedded defaults (the lab PBX)."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["file is not UTF-8 text"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_config(data, str(path))

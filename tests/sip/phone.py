@@ -1,0 +1,192 @@
+"""Real SIP test phones: pyVoIP 1.6.8, with its two known bugs patched, plus RFC 4733 keys.
+
+pyVoIP registers, calls, answers and reads audio, but cannot send DTMF. A deskphone's hotkey
+is RFC 4733 telephone-events in the call's RTP stream, so :meth:`PhoneCall.press` sends exactly
+that from the call's own RTP socket (same address, same SSRC), which Asterisk's strict,
+symmetric RTP accepts like any phone's key press.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pyVoIP
+from pyVoIP.VoIP import CallState, PhoneStatus, VoIPCall, VoIPPhone  # before pyVoIP.SIP: circular import
+
+from pyVoIP import RTP  # isort: skip
+from pyVoIP import SIP as _SIP  # isort: skip
+
+SERVER = "127.0.0.1"
+SERVER_PORT = 15060
+EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
+
+pyVoIP.DEBUG = False
+
+
+def _patch_pyvoip() -> None:
+    """Work around pyVoIP 1.6.8's bugs (see ../shared/notes/asterisk-lab-facts.md)."""
+    sip_client = _SIP.SIPClient
+
+    if getattr(sip_client, "_callwarden_patched", False):
+        return
+
+    # 1. Its ACK for a 200 OK carries a fresh random To-tag instead of the response's, so
+    #    Asterisk never matches the ACK and drops a pyVoIP-placed call after ~32 s.
+    def gen_ack(self: _SIP.SIPClient, request: _SIP.SIPMessage) -> str:
+        tag = self.tagLibrary[request.headers["Call-ID"]]
+        target = request.headers["To"]["raw"].strip("<").strip(">")
+        to_tag = request.headers["To"].get("tag", "")
+        return (
+            f"ACK {target} SIP/2.0\r\n"
+            + self._gen_response_via_header(request)
+            + "Max-Forwards: 70\r\n"
+            + f"To: {request.headers['To']['raw']};tag={to_tag}\r\n"
+            + f"From: {request.headers['From']['raw']};tag={tag}\r\n"
+            + f"Call-ID: {request.headers['Call-ID']}\r\n"
+            + f"CSeq: {request.headers['CSeq']['check']} ACK\r\n"
+            + "Content-Length: 0\r\n\r\n"
+        )
+
+    # 2. Its Call-ID counter starts at 1 in every process: a rerun within ~30 s reuses Call-IDs
+    #    and gets "400 Retransmission with different CSeq". Start it at a random value.
+    original_init = sip_client.__init__
+
+    def init(self: _SIP.SIPClient, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)
+        self.callID = _SIP.Counter(random.randint(1, 2**31))
+        self.registerCounter = _SIP.Counter(random.randint(1, 2**20))
+
+    sip_client.gen_ack = gen_ack
+    sip_client.__init__ = init
+    sip_client._callwarden_patched = True
+
+
+_patch_pyvoip()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((SERVER, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll a condition owned by pyVoIP's threads (it offers no events to wait on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class PhoneCall:
+    """One call of a test phone."""
+
+    call: VoIPCall
+    _seq: int = field(default_factory=lambda: random.randint(1, 10000))
+
+    @property
+    def state(self) -> CallState:
+        return self.call.state
+
+    def wait_answered(self, timeout: float = 10) -> None:
+        wait_until(lambda: self.call.state == CallState.ANSWERED and self.call.RTPClients, timeout, "call answered")
+
+    def wait_ended(self, timeout: float = 10) -> None:
+        wait_until(lambda: self.call.state == CallState.ENDED, timeout, "call ended")
+
+    def answer(self) -> None:
+        self.call.answer()
+        wait_until(lambda: self.call.RTPClients, 5, "RTP clients")
+
+    def hangup(self) -> None:
+        if self.call.state == CallState.ANSWERED:
+            self.call.hangup()
+
+    def received_dtmf(self) -> str:
+        """Every RFC 4733 digit this phone has received so far (pyVoIP decodes them)."""
+        return str(self.call.get_dtmf(length=1000))
+
+    def press(self, keys: str, *, duration_ms: int = 120, gap_ms: int = 120) -> None:
+        """Press keys as a deskphone does: RFC 4733 events in the call's own RTP stream."""
+        rtp = self.call.RTPClients[0]
+        payload_type = next((pt for pt, kind in rtp.assoc.items() if kind == RTP.PayloadType.EVENT), None)
+        if payload_type is None:
+            raise RuntimeError("the call did not negotiate telephone-event")
+        for key in keys:
+            self._send_event(rtp, payload_type, EVENT_CODES[key], duration_ms)
+            time.sleep(gap_ms / 1000)
+
+    def _send_event(self, rtp: RTP.RTPClient, payload_type: int, code: int, duration_ms: int) -> None:
+        # One event = one RTP timestamp; every event gets a new one (else digits merge).
+        timestamp = (rtp.outTimestamp + random.randint(1000, 2000)) & 0xFFFFFFFF
+        rtp.outTimestamp = timestamp + 160
+        steps = max(1, duration_ms // 20)
+        packets = []
+        for i in range(1, steps + 1):
+            packets.append((i == 1, code, False, i * 160))
+        packets += [(False, code, True, steps * 160)] * 3  # end packet, sent three times
+        for marker, event, end, duration in packets:
+            self._seq = (self._seq + 1) & 0xFFFF
+            header = struct.pack(
+                "!BBHII", 0x80, (0x80 if marker else 0) | payload_type, self._seq, timestamp, rtp.outSSRC
+            )
+            body = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+            rtp.sin.sendto(header + body, (rtp.outIP, rtp.outPort))
+            time.sleep(0.02)
+
+
+class TestPhone:
+    """A registered SIP phone on the lab PBX. Incoming calls queue up in :meth:`next_call`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, endpoint: str, *, password: str | None = None, rtp_base: int, auto_answer: bool = False):
+        self.endpoint = endpoint
+        self.auto_answer = auto_answer
+        self._incoming: queue.Queue[PhoneCall] = queue.Queue()
+        self._lock = threading.Lock()
+        self.phone = VoIPPhone(
+            SERVER,
+            SERVER_PORT,
+            endpoint,
+            password or f"{endpoint}-pw",
+            myIP=SERVER,
+            callCallback=self._on_incoming,
+            sipPort=free_udp_port(),
+            rtpPortLow=rtp_base,
+            rtpPortHigh=rtp_base + 19,
+        )
+
+    def _on_incoming(self, call: VoIPCall) -> None:
+        wrapped = PhoneCall(call)
+        if self.auto_answer:
+            wrapped.answer()
+        self._incoming.put(wrapped)
+
+    def start(self, timeout: float = 10) -> TestPhone:
+        self.phone.start()
+        wait_until(lambda: self.phone.get_status() == PhoneStatus.REGISTERED, timeout, f"{self.endpoint} registered")
+        return self
+
+    def stop(self) -> None:
+        self.phone.stop()
+
+    def call(self, number: str) -> PhoneCall:
+        return PhoneCall(self.phone.call(number))
+
+    def next_call(self, timeout: float = 10) -> PhoneCall:
+        try:
+            return self._incoming.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{self.endpoint}: no incoming call within {timeout}s") from None
