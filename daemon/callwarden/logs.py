@@ -16,7 +16,7 @@ import structlog
 def mask_number(number: str | None) -> str | None:
     """Mask the middle of a phone number, keeping enough to recognise a call in a log.
 
-    ``+493012345678`` -> ``+4930*******78``; short numbers keep only their last digit.
+    ``+493012345678`` -> ``+4930******78``; short numbers keep only their last digit.
     """
     if not number:
         return number

@@ -94,6 +94,7 @@ class PhoneCall:
 
     call: VoIPCall
     _seq: int = field(default_factory=lambda: random.randint(1, 10000))
+    _dtmf: str = ""
 
     @property
     def state(self) -> CallState:
@@ -114,8 +115,9 @@ class PhoneCall:
             self.call.hangup()
 
     def received_dtmf(self) -> str:
-        """Every RFC 4733 digit this phone has received so far (pyVoIP decodes them)."""
-        return str(self.call.get_dtmf(length=1000))
+        """Every RFC 4733 digit this call has received so far, in order (pyVoIP decodes them)."""
+        self._dtmf += str(self.call.get_dtmf(length=1000))
+        return self._dtmf
 
     def press(self, keys: str, *, duration_ms: int = 120, gap_ms: int = 120) -> None:
         """Press keys as a deskphone does: RFC 4733 events in the call's own RTP stream."""

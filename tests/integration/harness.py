@@ -1,0 +1,191 @@
+"""Real parts for the integration tests: the lab PBX, Mosquitto, the daemon as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_PBX = REPO / "scripts" / "lab-pbx"
+
+LogRecord = dict[str, Any]
+
+
+class LabPbx:
+    """scripts/lab-pbx, driven from the tests. Any failure is an error, never a skip."""
+
+    def _run(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run([str(LAB_PBX), *args], capture_output=True, text=True, timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/lab-pbx {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result.stdout
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def cli(self, command: str) -> str:
+        return self._run("cli", command, timeout=30)
+
+    def channel_info(self, channel: str) -> dict[str, str]:
+        """``core show channel`` as a dict (``LinkedID``, ``Caller ID`` ...)."""
+        info: dict[str, str] = {}
+        for line in self.cli(f"core show channel {channel}").splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                info.setdefault(key.strip(), value.strip())
+        return info
+
+    def channels(self) -> list[str]:
+        out = self.cli("core show channels concise")
+        return [line.split("!", 1)[0] for line in out.splitlines() if "!" in line]
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before opening port {port}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"port {port} not open after {timeout}s") from None
+            time.sleep(0.05)
+
+
+class Mosquitto:
+    """A Mosquitto broker (Debian package) on a free loopback port."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise RuntimeError("mosquitto is not installed: run scripts/setup (apt-get install mosquitto)")
+        self.port = free_tcp_port()
+        self.workdir = workdir
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"log_dest file {workdir / 'mosquitto.log'}\n"
+        )
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, 10, self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class DaemonProcess:
+    """``callwarden run`` as a real process; its JSON log lines are the test oracle."""
+
+    config_path: Path
+    proc: subprocess.Popen[str] = field(init=False)
+    records: list[LogRecord] = field(default_factory=list)
+    _queue: queue.Queue[LogRecord | None] = field(default_factory=queue.Queue)
+    _seen: int = 0
+    raw_lines: list[str] = field(default_factory=list)
+
+    def start(self) -> DaemonProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "callwarden", "run", "--config", str(self.config_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        threading.Thread(target=self._read, daemon=True, name="daemon-log-reader").start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.raw_lines.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            self._queue.put(record)
+        self._queue.put(None)
+
+    def wait_for(self, event: str, timeout: float = 15, where: Callable[[LogRecord], bool] | None = None) -> LogRecord:
+        """The next log record named ``event`` (matching ``where``), in order of arrival."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"daemon logged no {event!r} within {timeout}s; log:\n{self.tail()}")
+            try:
+                record = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if record is None:
+                self._queue.put(None)
+                raise RuntimeError(f"daemon exited ({self.proc.poll()}) before logging {event!r}:\n{self.tail()}")
+            self.records.append(record)
+            if record.get("event") == event and (where is None or where(record)):
+                return record
+
+    def tail(self, lines: int = 40) -> str:
+        return "".join(self.raw_lines[-lines:])
+
+    def events(self, name: str) -> list[LogRecord]:
+        """Records named ``name`` seen so far (drains what has arrived)."""
+        while True:
+            try:
+                record = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if record is None:
+                self._queue.put(None)
+                break
+            self.records.append(record)
+        return [r for r in self.records if r.get("event") == name]
+
+    def terminate(self, timeout: float = 2.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def write_config(path: Path, **sections: dict[str, Any]) -> Path:
+    lines: list[str] = []
+    merged: dict[str, dict[str, Any]] = {"log": {"format": "json", "level": "debug"}}
+    for name, values in sections.items():
+        merged.setdefault(name, {}).update(values)
+    for name, values in merged.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import pytest
+
+from callwarden.calls import CallTracker, Hotkey, HotkeyPressed, UnknownHotkey, endpoint_of
+from tests.unit.transcripts import frames_of, transcript
+
+
+def run(name: str, chunks: list[int] | None = None) -> tuple[CallTracker, list[object]]:
+    tracker = CallTracker()
+    out: list[object] = []
+    for frame in frames_of(transcript(name), chunks):
+        out += tracker.handle(frame)
+    return tracker, out
+
+
+@pytest.mark.parametrize("name", ["hotkey_call_daemon_mask", "hotkey_call_all_events"])
+def test_recorded_hotkey_call_gives_one_hotkey_pressed(name: str) -> None:
+    tracker, events = run(name)
+    assert len(events) == 1
+    (pressed,) = events
+    assert isinstance(pressed, HotkeyPressed)
+    assert pressed.hotkey is Hotkey.WARN
+    assert pressed.agent_endpoint == "agent1"
+    assert pressed.agent_channel.startswith("PJSIP/agent1-")
+    assert pressed.caller_channel is not None and pressed.caller_channel.startswith("PJSIP/caller1-")
+    assert pressed.caller_number == "+493012345678"
+    assert pressed.caller_name == "Erika Mustermann"
+    # The caller's channel started the call: its Uniqueid is the call's Linkedid.
+    newchannels = [f for f in frames_of(transcript(name)) if f.get("Event") == "Newchannel"]
+    caller_uniqueid = next(f["Uniqueid"] for f in newchannels if "caller1" in f["Channel"])
+    assert pressed.linkedid == caller_uniqueid
+    # Every channel hung up: nothing is left tracked.
+    assert tracker.calls == {} and tracker.channels == {}
+
+
+def test_umlaut_caller_read_one_byte_at_a_time() -> None:
+    data = transcript("hotkey_call_umlaut_daemon_mask")
+    _, events = run("hotkey_call_umlaut_daemon_mask", [1] * len(data))
+    (pressed,) = events
+    assert isinstance(pressed, HotkeyPressed)
+    assert pressed.caller_name == "Jürgen Müßig"
+    assert pressed.caller_number == "03098765432"  # Asterisk drops the space
+    assert pressed.agent_endpoint == "agent2"
+
+
+def _newchannel(name: str, uniqueid: str, linkedid: str, num: str = "", cid_name: str = "") -> dict[str, str]:
+    return {
+        "Event": "Newchannel",
+        "Channel": name,
+        "Uniqueid": uniqueid,
+        "Linkedid": linkedid,
+        "CallerIDNum": num,
+        "CallerIDName": cid_name,
+    }
+
+
+def _hotkey(agent: str, uniqueid: str, linkedid: str, hotkey: str = "end", peer: str = "") -> dict[str, str]:
+    return {
+        "Event": "UserEvent",
+        "UserEvent": "CallwardenHotkey",
+        "Channel": agent,
+        "Uniqueid": uniqueid,
+        "Linkedid": linkedid,
+        "Hotkey": hotkey,
+        "BridgePeer": peer,
+    }
+
+
+def test_local_channels_are_not_tracked_and_the_origin_is_the_caller() -> None:
+    tracker = CallTracker()
+    tracker.handle(_newchannel("PJSIP/trunk-1", "u1", "u1", "+4930111"))
+    tracker.handle(_newchannel("Local/100@queue-0001;1", "u2", "u1"))
+    tracker.handle(_newchannel("Local/100@queue-0001;2", "u3", "u1"))
+    tracker.handle(_newchannel("PJSIP/agent2-2", "u4", "u1", "202"))
+    assert set(tracker.channels) == {"u1", "u4"}
+    (pressed,) = tracker.handle(_hotkey("PJSIP/agent2-2", "u4", "u1", peer="Local/100@queue-0001;2"))
+    assert isinstance(pressed, HotkeyPressed)
+    assert pressed.caller_channel == "PJSIP/trunk-1"
+    assert pressed.caller_number == "+4930111"
+
+
+def test_press_without_caller_has_no_caller() -> None:
+    tracker = CallTracker()
+    tracker.handle(_newchannel("PJSIP/agent1-1", "a1", "a1", "201"))
+    (pressed,) = tracker.handle(_hotkey("PJSIP/agent1-1", "a1", "a1"))
+    assert isinstance(pressed, HotkeyPressed)
+    assert pressed.caller_channel is None and pressed.caller_number is None
+
+
+def test_withheld_caller_id_is_none() -> None:
+    tracker = CallTracker()
+    tracker.handle(_newchannel("PJSIP/caller1-1", "c1", "c1", "<unknown>", "<unknown>"))
+    tracker.handle(_newchannel("PJSIP/agent1-2", "a1", "c1", "201"))
+    (pressed,) = tracker.handle(_hotkey("PJSIP/agent1-2", "a1", "c1", peer="PJSIP/caller1-1"))
+    assert isinstance(pressed, HotkeyPressed)
+    assert pressed.caller_channel == "PJSIP/caller1-1"
+    assert pressed.caller_number is None and pressed.caller_name is None
+
+
+def test_caller_id_update_is_followed() -> None:
+    tracker = CallTracker()
+    tracker.handle(_newchannel("PJSIP/caller1-1", "c1", "c1", "0301"))
+    tracker.handle({"Event": "NewCallerid", "Uniqueid": "c1", "CallerIDNum": "+49301", "CallerIDName": "New"})
+    tracker.handle(_newchannel("PJSIP/agent1-2", "a1", "c1"))
+    (pressed,) = tracker.handle(_hotkey("PJSIP/agent1-2", "a1", "c1", peer="PJSIP/caller1-1"))
+    assert isinstance(pressed, HotkeyPressed)
+    assert (pressed.caller_number, pressed.caller_name) == ("+49301", "New")
+
+
+def test_unknown_hotkey_name_is_reported_not_acted_on() -> None:
+    (event,) = CallTracker().handle(_hotkey("PJSIP/agent1-1", "a1", "a1", hotkey="explode"))
+    assert event == UnknownHotkey(name="explode", agent_channel="PJSIP/agent1-1", linkedid="a1")
+
+
+def test_other_user_events_and_unknown_events_are_ignored() -> None:
+    tracker = CallTracker()
+    assert tracker.handle({"Event": "UserEvent", "UserEvent": "Other", "Channel": "PJSIP/x-1"}) == []
+    assert tracker.handle({"Event": "VarSet", "Channel": "PJSIP/x-1"}) == []
+    assert tracker.handle({}) == []
+
+
+def test_events_missing_headers_change_nothing() -> None:
+    tracker = CallTracker()
+    for event in ({"Event": "Newchannel"}, {"Event": "Hangup"}, {"Event": "BridgeEnter"}, {"Event": "UserEvent"}):
+        assert tracker.handle(event) == []
+    assert tracker.calls == {} and tracker.channels == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [("PJSIP/agent1-0000002a", "agent1"), ("PJSIP/my-agent-00000001", "my-agent"), ("SIP/100", "100"), ("x", "x")],
+)
+def test_endpoint_of(name: str, endpoint: str) -> None:
+    assert endpoint_of(name) == endpoint
