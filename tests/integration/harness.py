@@ -35,6 +35,9 @@ class LabPbx:
     def start(self) -> None:
         self._run("start")
 
+    def running(self) -> bool:
+        return subprocess.run([str(LAB_PBX), "status"], capture_output=True, check=False).returncode == 0
+
     def stop(self) -> None:
         self._run("stop")
 
