@@ -1,26 +1,62 @@
-"""Daemon lifecycle in named phases: startup, main loop, shutdown.
+"""Daemon lifecycle in named phases: startup, main loop, shutdown; and the event routing.
 
-Signals only set the stop flag. Every long-lived task runs in one supervising TaskGroup, so
-an exception in any of them ends the daemon loudly instead of vanishing in a stray Task.
+The flow a reader should see: AMI event -> call state (calls.py) -> policy decision
+(decisions.py) -> commands -> store + AMI (executor.py). Signals only set flags. Every
+long-lived task runs in one supervising TaskGroup, so an exception in any of them ends the
+daemon loudly instead of vanishing in a stray Task; per-call action tasks record their own
+failures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime as dt
 import signal
+import time
+import tomllib
+from collections.abc import Callable, Coroutine
 from enum import IntEnum
+from importlib import resources
+from typing import Any
 
 import structlog
 
-from callwarden.ami.client import AmiClient, AmiLoginRefusedError
+from callwarden.ami.client import AmiClient, AmiError, AmiLoginRefusedError
 from callwarden.ami.framing import Frame
-from callwarden.calls import CallTracker, DomainEvent, HotkeyPressed, UnknownHotkey
-from callwarden.config import Config
+from callwarden.calls import (
+    CallbackNumberEntered,
+    CallTracker,
+    ChannelBridged,
+    ChannelHungUp,
+    HandoverUnanswered,
+    Hotkey,
+    HotkeyPressed,
+    StepReported,
+    UnknownHotkey,
+)
+from callwarden.config import Config, ConfigError
+from callwarden.decisions import (
+    CallFacts,
+    CallMemory,
+    Decision,
+    SetVar,
+    decide,
+    decide_caller_gone,
+    decide_number_entered,
+    decide_unanswered,
+)
+from callwarden.executor import Executor
 from callwarden.logs import mask_number
+from callwarden.numbers import dialplan_keys, to_e164
+from callwarden.policy import Policy, load_policy, parse_policy
+from callwarden.records import AuditEntry, Incident
+from callwarden.store import AsyncStore
 
 log = structlog.get_logger("callwarden")
 
 SHUTDOWN_GRACE = 1.5  # seconds: SIGTERM to exit stays well under 2 s
+PURGE_INTERVAL = 24 * 3600
 
 
 class ExitCode(IntEnum):
@@ -35,35 +71,223 @@ class _Stop(Exception):
     """Raised inside the TaskGroup to end the main loop."""
 
 
-class Daemon:
-    def __init__(self, *, config: Config) -> None:
-        self.config = config
-        self.tracker = CallTracker()
-        self.ami = AmiClient(config=config.ami, on_event=self.on_ami_event)
-        self.stop_requested = asyncio.Event()
+def default_policy() -> Policy:
+    text = resources.files("callwarden").joinpath("data/policy.toml").read_text(encoding="utf-8")
+    return parse_policy(tomllib.loads(text), "<shipped policy>")
 
-    # -- the flow: AMI event -> call state -> domain events -> (later: policy -> commands) ----
+
+def load_configured_policy(config: Config) -> Policy:
+    return load_policy(config.policy.path) if config.policy.path else default_policy()
+
+
+class Daemon:
+    def __init__(self, *, config: Config, policy: Policy, store: AsyncStore) -> None:
+        self.config = config
+        self.policy = policy
+        self.store = store
+        self.tracker = CallTracker()
+        self.memory: dict[str, CallMemory] = {}  # by Linkedid
+        self.ends: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.ami = AmiClient(config=config.ami, on_event=self.on_ami_event, on_login=self.on_login)
+        self.executor = Executor(ami=self.ami, store=store, on_incident=self.flag_caller)
+        self.stop_requested = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._routes: dict[type, Callable[[Any], None]] = {
+            HotkeyPressed: self.on_hotkey,
+            UnknownHotkey: self.on_unknown_hotkey,
+            StepReported: self.on_step,
+            HandoverUnanswered: self.on_unanswered,
+            CallbackNumberEntered: self.on_number_entered,
+            ChannelBridged: self.on_bridged,
+            ChannelHungUp: self.on_hangup,
+        }
+
+    # -- the flow: AMI event -> call state -> domain events -> decision -> commands ------------
 
     def on_ami_event(self, event: Frame) -> None:
         for domain_event in self.tracker.handle(event):
-            self.on_domain_event(domain_event)
+            self._routes[type(domain_event)](domain_event)
 
-    def on_domain_event(self, event: DomainEvent) -> None:
-        match event:
-            case HotkeyPressed():
-                log.info(
-                    "hotkey_pressed",
-                    hotkey=event.hotkey.value,
-                    agent=event.agent_endpoint,
-                    agent_channel=event.agent_channel,
-                    caller_channel=event.caller_channel,
-                    caller_number=mask_number(event.caller_number),
-                    linkedid=event.linkedid,
-                )
-            case UnknownHotkey():
-                log.warning(
-                    "hotkey_unknown", name=event.name, agent_channel=event.agent_channel, linkedid=event.linkedid
-                )
+    def _facts(self, linkedid: str, caller_channel: str | None) -> CallFacts:
+        caller = self.tracker.channel_by_name(caller_channel) if caller_channel else None
+        if caller is None:
+            return CallFacts(caller_present=False, dialed=None, callback_number=None)
+        return CallFacts(
+            caller_present=True,
+            dialed=caller.dialed or None,
+            callback_number=to_e164(caller.number, self.config.callbacks.default_country_code),
+        )
+
+    def on_hotkey(self, press: HotkeyPressed) -> None:
+        started = time.perf_counter()
+        log.info(
+            "hotkey_pressed",
+            hotkey=press.hotkey.value,
+            agent=press.agent_endpoint,
+            agent_channel=press.agent_channel,
+            caller_channel=press.caller_channel,
+            caller_number=mask_number(press.caller_number),
+            linkedid=press.linkedid,
+        )
+        memory = self.memory.setdefault(press.linkedid, CallMemory())
+        facts = self._facts(press.linkedid, press.caller_channel)
+        if press.hotkey is Hotkey.END:
+            facts = CallFacts(
+                caller_present=facts.caller_present,
+                dialed=facts.dialed,
+                callback_number=facts.callback_number,
+                ends_by_agent_last_hour=self._ends_last_hour(press.agent_endpoint),
+            )
+        decision = decide(press, memory, facts, self.policy, dt.datetime.now(dt.UTC))
+        if press.hotkey is Hotkey.END and decision.outcome.value == "approved":
+            self.ends[press.agent_endpoint].append(time.monotonic())
+        self._spawn(self._execute(decision, started), f"decision-{press.linkedid}")
+
+    def _ends_last_hour(self, agent: str) -> int:
+        times = self.ends[agent]
+        while times and times[0] < time.monotonic() - 3600:
+            times.popleft()
+        return len(times)
+
+    def on_unknown_hotkey(self, event: UnknownHotkey) -> None:
+        log.warning("hotkey_unknown", name=event.name, agent_channel=event.agent_channel, linkedid=event.linkedid)
+
+    def on_step(self, step: StepReported) -> None:
+        memory = self.memory.get(step.linkedid)
+        origin = memory.origin if memory else None
+        entry = AuditEntry(
+            at=dt.datetime.now(dt.UTC),
+            linkedid=step.linkedid,
+            agent=origin.agent_endpoint if origin else None,
+            caller_number=None,
+            action=step.step,
+            outcome="done",
+            reason=step.prompt,
+            policy_version=self.policy.version,
+            detail={"channel": step.channel},
+        )
+        log.info("action_step", step=step.step, prompt=step.prompt, linkedid=step.linkedid, channel=step.channel)
+        self._spawn(self.store.add_audit(entry), f"step-{step.linkedid}")
+
+    def on_unanswered(self, event: HandoverUnanswered) -> None:
+        memory = self.memory.get(event.linkedid)
+        if memory is None or memory.origin is None:
+            log.warning("handover_unanswered_unknown_call", linkedid=event.linkedid)
+            return
+        facts = self._facts(event.linkedid, memory.origin.caller_channel)
+        decision = decide_unanswered(memory, facts, self.policy, dt.datetime.now(dt.UTC))
+        if decision is not None:
+            self._spawn(self._execute(decision, None), f"unanswered-{event.linkedid}")
+
+    def on_number_entered(self, event: CallbackNumberEntered) -> None:
+        memory = self.memory.get(event.linkedid)
+        if memory is None or memory.origin is None:
+            log.warning("callback_number_unknown_call", linkedid=event.linkedid)
+            return
+        number = to_e164(event.digits, self.config.callbacks.default_country_code) if event.digits else None
+        facts = self._facts(event.linkedid, memory.origin.caller_channel)
+        decision = decide_number_entered(memory, facts, number, self.policy, dt.datetime.now(dt.UTC))
+        if decision is not None:
+            self._spawn(self._execute(decision, None), f"number-{event.linkedid}")
+
+    def on_bridged(self, event: ChannelBridged) -> None:
+        memory = self.memory.get(event.linkedid)
+        if memory is not None and memory.busy is not None and not memory.finished:
+            memory.busy = None  # reconnected: the agent's hotkeys work again
+
+    def on_hangup(self, event: ChannelHungUp) -> None:
+        if event.call_ended:
+            self.memory.pop(event.linkedid, None)
+            return
+        memory = self.memory.get(event.linkedid)
+        if memory is None:
+            return
+        facts = CallFacts(caller_present=False, dialed=None, callback_number=None)
+        decision = decide_caller_gone(memory, event.channel, facts, self.policy, dt.datetime.now(dt.UTC))
+        if decision is not None:
+            self._spawn(self._execute(decision, None), f"caller-gone-{event.linkedid}")
+
+    # -- side effects ----------------------------------------------------------------------------
+
+    async def _execute(self, decision: Decision, started: float | None) -> None:
+        try:
+            await self.executor.execute(decision, started=started)
+        except Exception:
+            # Recorded, not swallowed: the decision's audit row (if stored) plus this error.
+            log.exception("decision_failed", linkedid=decision.audit.linkedid, action=decision.action)
+
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
+        if self._tasks is None:
+            coro.close()
+            log.warning("dropped_before_start", task=name)
+            return
+        self._tasks.create_task(self._guard(coro, name), name=name)
+
+    @staticmethod
+    async def _guard(coro: Coroutine[Any, Any, object], name: str) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("task_failed", task=name)
+
+    async def flag_caller(self, incident: Incident) -> None:
+        """Mark a caller with incidents so the agent's phone shows the flag on their next call."""
+        rules = self.policy.repeat_callers
+        if not rules.enabled:
+            return
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(days=rules.window_days)
+        count = await self.store.count_incidents(incident.caller_number, since)
+        if count >= rules.min_incidents:
+            await self._set_flags([incident.caller_number], incident.at + dt.timedelta(days=rules.window_days))
+
+    async def _set_flags(self, numbers: list[str], until: dt.datetime) -> None:
+        """Flag numbers until ``until`` (the dialplan compares the value with ${EPOCH})."""
+        value = str(int(until.timestamp()))
+        commands = [SetVar(None, f"CALLWARDEN_FLAG_{key}", value) for n in numbers for key in dialplan_keys(n)]
+        error = await self.executor.send(commands)
+        if error:
+            log.warning("repeat_caller_flags_failed", error=error)
+
+    async def on_login(self) -> None:
+        """After every login: publish the repeat-caller flags the dialplan reads."""
+        rules = self.policy.repeat_callers
+        prefix = rules.display_prefix if rules.enabled else ""
+        await self.executor.send([SetVar(None, "CALLWARDEN_FLAG_PREFIX", prefix)])
+        if not rules.enabled:
+            return
+        now = dt.datetime.now(dt.UTC)
+        since = now - dt.timedelta(days=rules.window_days)
+        numbers = await self.store.numbers_with_incidents(since)
+        flagged = [n for n in numbers if await self.store.count_incidents(n, since) >= rules.min_incidents]
+        # At most one window from now: the store keeps the exact times, the PBX a bound.
+        await self._set_flags(flagged, now + dt.timedelta(days=rules.window_days))
+        log.info("repeat_callers_synced", flagged=len(flagged))
+
+    async def purge(self) -> dict[str, int]:
+        retention = self.policy.retention
+        counts = await self.store.purge(
+            dt.datetime.now(dt.UTC),
+            callback_days=retention.callback_days,
+            incident_days=retention.incident_days,
+            audit_days=retention.audit_days,
+        )
+        log.info("purged", **counts)
+        return counts
+
+    async def _purge_daily(self) -> None:
+        while True:
+            await self.purge()
+            await asyncio.sleep(PURGE_INTERVAL)
+
+    def reload_policy(self) -> None:
+        path = self.config.policy.path
+        try:
+            policy = load_configured_policy(self.config)
+        except ConfigError as exc:
+            log.error("policy_reload_rejected", path=str(path), errors=exc.errors, kept_version=self.policy.version)
+            return
+        log.info("policy_reloaded", old_version=self.policy.version, version=policy.version)
+        self.policy = policy
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -71,11 +295,19 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
-        log.info("startup", ami=f"{self.config.ami.host}:{self.config.ami.port}")
+        loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+        log.info(
+            "startup",
+            ami=f"{self.config.ami.host}:{self.config.ami.port}",
+            policy_version=self.policy.version,
+            policy_approved_by=self.policy.policy.approved_by,
+        )
         code = ExitCode.OK
         try:
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 tasks.create_task(self.ami.run(), name="ami")
+                tasks.create_task(self._purge_daily(), name="purge")
                 tasks.create_task(self._wait_for_stop(), name="stop")
         except* _Stop:
             pass
@@ -83,8 +315,10 @@ class Daemon:
             log.error("ami_login_refused", error=str(group.exceptions[0]))
             code = ExitCode.AMI_LOGIN_REFUSED
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            self._tasks = None
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            await self.store.close()
         log.info("shutdown_complete", exit_code=int(code))
         return code
 
@@ -97,10 +331,15 @@ class Daemon:
         log.info("shutdown")
         try:
             await asyncio.wait_for(self.ami.close(), SHUTDOWN_GRACE)
-        except TimeoutError:
+        except (TimeoutError, AmiError):
             log.warning("shutdown_timeout", phase="ami_close")
         raise _Stop
 
 
-def run(config: Config) -> int:
-    return int(asyncio.run(Daemon(config=config).serve()))
+async def _main(config: Config, policy: Policy) -> ExitCode:
+    store = await AsyncStore.open(config.store.path)
+    return await Daemon(config=config, policy=policy, store=store).serve()
+
+
+def run(config: Config, policy: Policy) -> int:
+    return int(asyncio.run(_main(config, policy)))

@@ -25,6 +25,10 @@ class Hotkey(StrEnum):
 
 
 HOTKEY_USEREVENT = "CallwardenHotkey"
+STEP_USEREVENT = "CallwardenStep"
+UNANSWERED_USEREVENT = "CallwardenHandoverUnanswered"
+NUMBER_USEREVENT = "CallwardenCallbackNumber"
+MAX_TYPED_DIGITS = 20
 
 
 @dataclass(slots=True)
@@ -35,6 +39,7 @@ class Channel:
     number: str
     caller_name: str
     bridge: str | None = None
+    dialed: str = ""  # the extension this channel dialed (Exten at creation)
 
 
 @dataclass(slots=True)
@@ -63,7 +68,53 @@ class UnknownHotkey:
     linkedid: str
 
 
-DomainEvent = HotkeyPressed | UnknownHotkey
+@dataclass(frozen=True, slots=True)
+class StepReported:
+    """The dialplan reports a step of an action (announcement started, transfer answered...)."""
+
+    linkedid: str
+    channel: str
+    step: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverUnanswered:
+    linkedid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackNumberEntered:
+    """A caller with a withheld number typed one (``digits`` may be empty: they typed none)."""
+
+    linkedid: str
+    channel: str
+    digits: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBridged:
+    linkedid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHungUp:
+    linkedid: str
+    channel: str
+    call_ended: bool  # the last tracked channel of the call is gone
+
+
+DomainEvent = (
+    HotkeyPressed
+    | UnknownHotkey
+    | StepReported
+    | HandoverUnanswered
+    | CallbackNumberEntered
+    | ChannelBridged
+    | ChannelHungUp
+)
 
 
 def endpoint_of(channel_name: str) -> str:
@@ -130,6 +181,7 @@ class CallTracker:
             linkedid=linkedid,
             number=_number(event.get("CallerIDNum", "")),
             caller_name=_number(event.get("CallerIDName", "")),
+            dialed=event.get("Exten", ""),
         )
         self.channels[uniqueid] = channel
         self._by_name[name] = uniqueid
@@ -151,17 +203,20 @@ class CallTracker:
         if self._by_name.get(channel.name) == channel.uniqueid:
             del self._by_name[channel.name]
         call = self.calls.get(channel.linkedid)
+        ended = True
         if call is not None:
             call.channels.pop(channel.uniqueid, None)
-            if not call.channels:
+            ended = not call.channels
+            if ended:
                 del self.calls[channel.linkedid]
-        return []
+        return [ChannelHungUp(linkedid=channel.linkedid, channel=channel.name, call_ended=ended)]
 
     def _on_bridge_enter(self, event: AmiEvent) -> list[DomainEvent]:
         channel = self.channels.get(event.get("Uniqueid", ""))
-        if channel is not None:
-            channel.bridge = event.get("BridgeUniqueid") or None
-        return []
+        if channel is None:
+            return []
+        channel.bridge = event.get("BridgeUniqueid") or None
+        return [ChannelBridged(linkedid=channel.linkedid, channel=channel.name)]
 
     def _on_bridge_leave(self, event: AmiEvent) -> list[DomainEvent]:
         channel = self.channels.get(event.get("Uniqueid", ""))
@@ -170,8 +225,25 @@ class CallTracker:
         return []
 
     def _on_user_event(self, event: AmiEvent) -> list[DomainEvent]:
-        if event.get("UserEvent") != HOTKEY_USEREVENT:
+        name = event.get("UserEvent", "")
+        if name == HOTKEY_USEREVENT:
+            return self._on_hotkey(event)
+        channel = event.get("Channel", "")
+        linkedid = event.get("Linkedid", "")
+        if not channel or not linkedid:
             return []
+        if name == STEP_USEREVENT:
+            return [StepReported(linkedid, channel, event.get("Step", "")[:40], event.get("Prompt", "")[:40])]
+        if name == UNANSWERED_USEREVENT:
+            return [HandoverUnanswered(linkedid, channel)]
+        if name == NUMBER_USEREVENT:
+            digits = event.get("Number", "")
+            if len(digits) > MAX_TYPED_DIGITS or not all(c in "0123456789" for c in digits):
+                digits = ""  # never trust typed input: only plain digits count
+            return [CallbackNumberEntered(linkedid, channel, digits)]
+        return []
+
+    def _on_hotkey(self, event: AmiEvent) -> list[DomainEvent]:
         agent_channel = event.get("Channel", "")
         if not agent_channel:
             return []

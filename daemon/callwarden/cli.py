@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from callwarden import __version__
-from callwarden.app import ExitCode
+from callwarden.app import ExitCode, load_configured_policy
 from callwarden.app import run as run_daemon
 from callwarden.config import Config, ConfigError, load_config
 from callwarden.logs import configure_logging
+from callwarden.policy import Policy
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -23,9 +24,11 @@ CONFIG_OPTION = click.option(
 )
 
 
-def _load(config_path: Path | None) -> Config:
+def _load(config_path: Path | None) -> tuple[Config, Policy]:
+    """Config and policy, validated; every error printed with its key path, then exit 78."""
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
+        return config, load_configured_policy(config)
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(ExitCode.CONFIG)
@@ -41,14 +44,26 @@ def main() -> None:
 @CONFIG_OPTION
 def run(config_path: Path | None) -> None:
     """Run the daemon: connect to Asterisk's AMI and act on the agents' hotkeys."""
-    config = _load(config_path)  # validated before any socket opens
+    config, policy = _load(config_path)  # validated before any socket opens
     configure_logging(config.log.level, config.log.format)
-    sys.exit(run_daemon(config))
+    sys.exit(run_daemon(config, policy))
 
 
 @main.command("check-config")
 @CONFIG_OPTION
 def check_config(config_path: Path | None) -> None:
-    """Validate the config; print every error with its key path."""
-    _load(config_path)
-    click.echo(f"{config_path or 'embedded defaults'}: OK")
+    """Validate the config and the policy it names; print every error with its key path."""
+    config, policy = _load(config_path)
+    click.echo(f"config {config_path or '(embedded defaults)'}: OK")
+    click.echo(
+        f"policy {config.policy.path or '(shipped sample)'}: OK, version {policy.version}, "
+        f"approved by {policy.policy.approved_by} on {policy.policy.approved_on}"
+    )
+
+
+# The store's commands (supervisors): cli_store imports CONFIG_OPTION from here.
+from callwarden.cli_store import audit, callbacks, purge  # noqa: E402
+
+main.add_command(callbacks)
+main.add_command(audit)
+main.add_command(purge)

@@ -57,28 +57,53 @@ class LogConfig(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class StoreConfig(_Model):
+    # A file path (SQLite) or a SQLAlchemy URL (postgresql+psycopg://...).
+    path: str = Field(default="/var/lib/callwarden/callwarden.db", min_length=1)
+
+
+class PolicyConfig(_Model):
+    # The supervisors' policy (TOML); none = the shipped sample policy (config/policy.toml).
+    path: Path | None = None
+
+
+class CallbacksConfig(_Model):
+    # Country calling code for numbers without one (0301234 -> +49301234).
+    default_country_code: str = Field(default="49", pattern=r"^[1-9][0-9]{0,2}$")
+    # Trunk prefix dialled before national numbers (0 in most of Europe).
+    national_prefix: str = Field(default="0", pattern=r"^[0-9]?$")
+
+
 class Config(_Model):
     ami: AmiConfig = AmiConfig()
     log: LogConfig = LogConfig()
+    store: StoreConfig = StoreConfig()
+    policy: PolicyConfig = PolicyConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One ``key.path: message (got value)`` line per problem."""
+    errors = []
+    for err in exc.errors():
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        errors.append(f"{_key_path(err['loc'])}: {msg}")
+    return errors
+
+
 def parse_config(data: dict[str, object], source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-                msg = f"{msg} (got {err['input']!r})"
-            errors.append(f"{_key_path(err['loc'])}: {msg}")
-        raise ConfigError(source, errors) from None
+        raise ConfigError(source, format_validation_error(exc)) from None
 
 
 def load_config(path: Path | None) -> Config:

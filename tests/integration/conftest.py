@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DaemonProcess, LabPbx, Mosquitto, write_config
-from tests.sip.phone import TestPhone
+from tests.integration.harness import REPO, DaemonProcess, LabPbx, Mosquitto, write_config
+from tests.sip.phone import TestPhone, wait_until
 
 _rtp_ports = itertools.count(31000, 20)
 
@@ -41,9 +41,38 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+TEST_POLICY_CHANGES = {
+    # Shorter waits than the shipped sample, so the tests need not sit through them.
+    "min_seconds_after_warning = 5": "min_seconds_after_warning = 0",
+    "ring_seconds = 15": "ring_seconds = 5",
+    "seconds = 60": "seconds = 20",
+}
+
+
 @pytest.fixture
-def daemon_config(tmp_path: Path) -> Path:
-    return write_config(tmp_path / "callwarden.toml", ami={"reconnect_min": 0.2, "reconnect_max": 1.0})
+def policy_path(tmp_path: Path) -> Path:
+    text = (REPO / "config" / "policy.toml").read_text()
+    for old, new in TEST_POLICY_CHANGES.items():
+        assert old in text, f"the sample policy no longer has {old!r}"
+        text = text.replace(old, new)
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store" / "callwarden.db"
+
+
+@pytest.fixture
+def daemon_config(tmp_path: Path, policy_path: Path, store_path: Path) -> Path:
+    return write_config(
+        tmp_path / "callwarden.toml",
+        ami={"reconnect_min": 0.2, "reconnect_max": 1.0},
+        store={"path": str(store_path)},
+        policy={"path": str(policy_path)},
+    )
 
 
 @pytest.fixture
@@ -59,6 +88,7 @@ def daemon(pbx: LabPbx, daemon_config: Path) -> Iterator[DaemonProcess]:
 def phone(pbx: LabPbx) -> Iterator[Callable[..., TestPhone]]:
     """Factory of registered test phones, stopped after the test."""
     started: list[TestPhone] = []
+    wait_until(lambda: pbx.channels() == [], 15, f"a PBX without channels (left: {pbx.channels()})")
 
     def make(endpoint: str, *, auto_answer: bool = False) -> TestPhone:
         test_phone = TestPhone(endpoint, rtp_base=next(_rtp_ports), auto_answer=auto_answer).start()
@@ -67,4 +97,6 @@ def phone(pbx: LabPbx) -> Iterator[Callable[..., TestPhone]]:
 
     yield make
     for test_phone in started:
-        test_phone.stop()
+        test_phone.stop()  # hangs up its calls
+    # Every test leaves the PBX without channels: a leftover means a call got stuck somewhere.
+    wait_until(lambda: pbx.channels() == [], 15, f"no channels left on the PBX (left: {pbx.channels()})")

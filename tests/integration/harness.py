@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -52,6 +54,21 @@ class LabPbx:
             if sep:
                 info.setdefault(key.strip(), value.strip())
         return info
+
+    def bridges(self) -> list[list[str]]:
+        """The channels of every bridge Asterisk has now (``bridge show all`` / ``bridge show ID``)."""
+        ids = re.findall(r"^([0-9a-f-]{36}) ", self.cli("bridge show all"), flags=re.MULTILINE)
+        found = []
+        for bridge_id in ids:
+            detail = self.cli(f"bridge show {bridge_id}")
+            found.append(re.findall(r"Channel:\s*(\S+)", detail))
+        return found
+
+    def bridged(self, *endpoints: str) -> bool:
+        """True when one bridge holds a channel of each of these endpoints."""
+        return any(
+            all(any(c.startswith(f"PJSIP/{e}-") for c in channels) for e in endpoints) for channels in self.bridges()
+        )
 
     def channels(self) -> list[str]:
         out = self.cli("core show channels concise")
@@ -192,3 +209,21 @@ def write_config(path: Path, **sections: dict[str, Any]) -> Path:
         lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def ami_action(action: dict[str, str]) -> None:
+    """Send one action as the lab's test AMI user and check it succeeded."""
+
+    async def send() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", 15038)
+        lines = ["Action: Login", "Username: labtest", "Secret: labtest-secret", "Events: off", ""]
+        lines += [*[f"{k}: {v}" for k, v in action.items()], ""]
+        writer.write(("\r\n".join(lines) + "\r\n").encode())
+        await writer.drain()
+        data = b""
+        while data.count(b"Response:") < 2:
+            data += await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        assert data.count(b"Response: Success") == 2, data
+
+    asyncio.run(send())

@@ -40,7 +40,10 @@ def test_agent_hotkey_is_logged_and_the_caller_hears_no_digits(
     assert info["LinkedID"] == record["linkedid"]
     assert "+493012345678" in info["Caller ID"]
 
-    # Second control after the hotkey: anything leaked from "*1" would arrive before this "7".
+    # Second control after the hotkey (its warning played, the two are bridged again):
+    # anything leaked from "*1" would arrive before this "7".
+    daemon.wait_for("action_step", where=lambda r: r["step"] == "announcement_done")
+    wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
     agent_call.press("7")
     wait_until(lambda: "7" in call.received_dtmf(), 5, "caller receives the digit 7")
     assert call.received_dtmf() == "57"

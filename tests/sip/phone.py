@@ -4,10 +4,17 @@ pyVoIP registers, calls, answers and reads audio, but cannot send DTMF. A deskph
 is RFC 4733 telephone-events in the call's RTP stream, so :meth:`PhoneCall.press` sends exactly
 that from the call's own RTP socket (same address, same SSRC), which Asterisk's strict,
 symmetric RTP accepts like any phone's key press.
+
+pyVoIP hands received audio out as 8-bit unsigned PCM through a timestamp-indexed buffer that
+:meth:`VoIPCall.read_audio` consumes; for checks on what a phone heard (tests/audio.py), every
+received G.711 payload is also kept, decoded to 16-bit linear PCM, in arrival order:
+:meth:`PhoneCall.received_audio`.
 """
 
 from __future__ import annotations
 
+import audioop  # stdlib up to 3.12; the `audioop-lts` package on 3.13+ (pyVoIP needs it too)
+import math
 import queue
 import random
 import socket
@@ -66,6 +73,52 @@ def _patch_pyvoip() -> None:
     sip_client.__init__ = init
     sip_client._callwarden_patched = True
 
+    _patch_rtp_capture()
+
+
+def _patch_rtp_capture() -> None:
+    """Keep an exact copy of every received G.711 payload, as 16-bit signed linear PCM.
+
+    pyVoIP's own path stays as it is (the original parser still runs): it reduces audio to
+    8 bits and places it by RTP timestamp in a buffer that reads consume, which is no good for
+    recognising an announcement. The copy is per RTPClient, in arrival order, 8 kHz mono.
+    """
+    rtp_client = RTP.RTPClient
+    if getattr(rtp_client, "_callwarden_patched", False):
+        return
+    original_init = rtp_client.__init__
+    original_parse_pcmu = rtp_client.parse_pcmu
+    original_parse_pcma = rtp_client.parse_pcma
+
+    def init(self: RTP.RTPClient, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)
+        self._callwarden_lock = threading.Lock()
+        self._callwarden_received = bytearray()
+
+    def capture(self: RTP.RTPClient, linear: bytes) -> None:
+        # Runs on pyVoIP's RTP receiver thread; received_pcm() copies under the same lock.
+        with self._callwarden_lock:
+            self._callwarden_received.extend(linear)
+
+    def parse_pcmu(self: RTP.RTPClient, packet: RTP.RTPMessage) -> None:
+        capture(self, audioop.ulaw2lin(packet.payload, 2))
+        original_parse_pcmu(self, packet)
+
+    def parse_pcma(self: RTP.RTPClient, packet: RTP.RTPMessage) -> None:
+        capture(self, audioop.alaw2lin(packet.payload, 2))
+        original_parse_pcma(self, packet)
+
+    rtp_client.__init__ = init
+    rtp_client.parse_pcmu = parse_pcmu
+    rtp_client.parse_pcma = parse_pcma
+    rtp_client._callwarden_patched = True
+
+
+def received_pcm(rtp: RTP.RTPClient) -> bytes:
+    """What one RTP client has received so far: 16-bit signed little-endian PCM, 8 kHz, mono."""
+    with rtp._callwarden_lock:
+        return bytes(rtp._callwarden_received)
+
 
 _patch_pyvoip()
 
@@ -113,6 +166,25 @@ class PhoneCall:
     def hangup(self) -> None:
         if self.call.state == CallState.ANSWERED:
             self.call.hangup()
+
+    def received_audio(self) -> bytes:
+        """Every audio sample this call has received so far, exactly (no jitter buffer, no loss
+        of bits): 16-bit signed little-endian PCM, 8 kHz, mono; the call's RTP clients one after
+        the other, each in arrival order. Nothing is consumed: call it as often as you like.
+        Find an announcement in it with tests.audio.find_prompt."""
+        return b"".join(received_pcm(rtp) for rtp in list(self.call.RTPClients))
+
+    def send_tone(self, hz: float = 1000.0, seconds: float = 1.0) -> None:
+        """Queue a sine tone on the call's outgoing audio (pyVoIP paces it out in real time)."""
+        samples = int(8000 * seconds)
+        tone = bytes(int(128 + 90 * math.sin(2 * math.pi * hz * i / 8000)) for i in range(samples))
+        self.call.write_audio(tone)
+
+    def caller_display(self) -> str:
+        """The display name this (incoming) call showed: the From header's quoted name."""
+        raw = self.call.request.headers["From"]["raw"]
+        name, _, _ = raw.partition("<")
+        return str(name).strip().strip('"')
 
     def received_dtmf(self) -> str:
         """Every RFC 4733 digit this call has received so far, in order (pyVoIP decodes them)."""

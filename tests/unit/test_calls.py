@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from callwarden.calls import CallTracker, Hotkey, HotkeyPressed, UnknownHotkey, endpoint_of
+from callwarden.calls import (
+    CallbackNumberEntered,
+    CallTracker,
+    ChannelBridged,
+    ChannelHungUp,
+    Hotkey,
+    HotkeyPressed,
+    StepReported,
+    UnknownHotkey,
+    endpoint_of,
+)
 from tests.unit.transcripts import frames_of, transcript
 
 
@@ -17,8 +27,7 @@ def run(name: str, chunks: list[int] | None = None) -> tuple[CallTracker, list[o
 @pytest.mark.parametrize("name", ["hotkey_call_daemon_mask", "hotkey_call_all_events"])
 def test_recorded_hotkey_call_gives_one_hotkey_pressed(name: str) -> None:
     tracker, events = run(name)
-    assert len(events) == 1
-    (pressed,) = events
+    (pressed,) = [e for e in events if isinstance(e, HotkeyPressed)]
     assert isinstance(pressed, HotkeyPressed)
     assert pressed.hotkey is Hotkey.WARN
     assert pressed.agent_endpoint == "agent1"
@@ -30,14 +39,19 @@ def test_recorded_hotkey_call_gives_one_hotkey_pressed(name: str) -> None:
     newchannels = [f for f in frames_of(transcript(name)) if f.get("Event") == "Newchannel"]
     caller_uniqueid = next(f["Uniqueid"] for f in newchannels if "caller1" in f["Channel"])
     assert pressed.linkedid == caller_uniqueid
-    # Every channel hung up: nothing is left tracked.
+    # Both legs were bridged, then hung up: the last hangup ends the call; nothing is left tracked.
+    bridged = [e for e in events if isinstance(e, ChannelBridged)]
+    assert sorted(e.channel.split("-")[0] for e in bridged) == ["PJSIP/agent1", "PJSIP/caller1"]
+    hangups = [e for e in events if isinstance(e, ChannelHungUp)]
+    assert [e.call_ended for e in hangups] == [False, True]
+    assert {e.linkedid for e in hangups} == {pressed.linkedid}
     assert tracker.calls == {} and tracker.channels == {}
 
 
 def test_umlaut_caller_read_one_byte_at_a_time() -> None:
     data = transcript("hotkey_call_umlaut_daemon_mask")
     _, events = run("hotkey_call_umlaut_daemon_mask", [1] * len(data))
-    (pressed,) = events
+    (pressed,) = [e for e in events if isinstance(e, HotkeyPressed)]
     assert isinstance(pressed, HotkeyPressed)
     assert pressed.caller_name == "Jürgen Müßig"
     assert pressed.caller_number == "03098765432"  # Asterisk drops the space
@@ -133,3 +147,37 @@ def test_events_missing_headers_change_nothing() -> None:
 )
 def test_endpoint_of(name: str, endpoint: str) -> None:
     assert endpoint_of(name) == endpoint
+
+
+def _user_event(name: str, **headers: str) -> dict[str, str]:
+    return {"Event": "UserEvent", "UserEvent": name, "Channel": "PJSIP/caller1-1", "Linkedid": "c1", **headers}
+
+
+def test_dialplan_steps_are_reported() -> None:
+    (step,) = CallTracker().handle(_user_event("CallwardenStep", Step="announcement_started", Prompt="warn"))
+    assert step == StepReported("c1", "PJSIP/caller1-1", "announcement_started", "warn")
+
+
+@pytest.mark.parametrize(
+    ("typed", "digits"),
+    [("03012345679", "03012345679"), ("", ""), ("12ab", ""), ("1" * 21, ""), ("1\r\nAction: Hangup", "")],
+)
+def test_typed_callback_numbers_are_plain_digits_or_nothing(typed: str, digits: str) -> None:
+    (event,) = CallTracker().handle(_user_event("CallwardenCallbackNumber", Number=typed))
+    assert event == CallbackNumberEntered("c1", "PJSIP/caller1-1", digits)
+
+
+def test_recorded_warn_then_end_with_the_daemon_acting() -> None:
+    """Recorded with the daemon running: *1 (warning played, legs bridged again by Bridge(),
+    which masquerades the agent's channel), then *2 (closing announcement, both hung up)."""
+    tracker, events = run("warn_then_end_daemon_mask")
+    presses = [e.hotkey for e in events if isinstance(e, HotkeyPressed)]
+    assert presses == [Hotkey.WARN, Hotkey.END]
+    steps = [(e.step, e.prompt) for e in events if isinstance(e, StepReported)]
+    # caller1 had an incident in an earlier call: its agent leg was flagged before ringing.
+    assert steps[:3] == [("repeat_caller_flagged", ""), ("announcement_started", "warn"), ("announcement_done", "warn")]
+    assert ("hangup", "end") in steps
+    # The second press still finds the caller: the masquerade did not lose the agent's call.
+    second = [e for e in events if isinstance(e, HotkeyPressed)][1]
+    assert second.caller_number == "+493012345678" and second.agent_endpoint == "agent1"
+    assert tracker.calls == {} and tracker.channels == {}

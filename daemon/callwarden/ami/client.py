@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -129,9 +129,16 @@ class AmiClient:
     ``logged_in`` is the awaitable connection state.
     """
 
-    def __init__(self, *, config: AmiConfig, on_event: EventSink) -> None:
+    def __init__(
+        self,
+        *,
+        config: AmiConfig,
+        on_event: EventSink,
+        on_login: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._config = config
         self._on_event = on_event
+        self._on_login = on_login
         self.logged_in = asyncio.Event()
         self._lost = asyncio.Event()
         self._manager: _Manager | None = None
@@ -186,6 +193,11 @@ class AmiClient:
         self.version = manager.protocol.version if manager.protocol else None
         self.logged_in.set()
         log.info("ami_logged_in", host=self._config.host, port=self._config.port, username=self._config.username)
+        if self._on_login is not None:
+            try:
+                await self._on_login()
+            except (AmiError, TimeoutError, OSError) as exc:
+                log.warning("ami_on_login_failed", error=str(exc))
         await self._lost.wait()
         self.reconnects += 1
 

@@ -1,0 +1,153 @@
+"""Carries out a decision's commands: the store first (committed), then AMI, in order.
+
+The only place where decisions meet I/O. Every outcome, including failures, ends up in the
+audit trail and in one canonical log line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import structlog
+
+from callwarden.ami.client import AmiError
+from callwarden.ami.framing import UnsafeActionError
+from callwarden.decisions import Alert, Command, Decision, Hangup, Redirect, SetVar, StoreCallback, StoreIncident
+from callwarden.logs import mask_number
+from callwarden.records import AuditEntry, Callback, Incident, NewCallback
+
+log = structlog.get_logger("callwarden.executor")
+
+
+class Ami(Protocol):
+    async def send_action(self, action: dict[str, str]) -> object: ...
+
+
+class Store(Protocol):
+    async def add_callback(self, callback: NewCallback) -> Callback: ...
+    async def add_audit(self, entry: AuditEntry) -> int: ...
+    async def add_incident(self, incident: Incident) -> None: ...
+
+
+AmiCommand = SetVar | Redirect | Hangup
+
+
+def ami_action(command: AmiCommand) -> dict[str, str]:
+    """The AMI action for a command (checked for injection when sent)."""
+    match command:
+        case SetVar(channel=None, name=name, value=value):
+            return {"Action": "Setvar", "Variable": name, "Value": value}
+        case SetVar(channel=str() as channel, name=name, value=value):
+            return {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
+        case Hangup(channel=channel, cause=cause):
+            return {"Action": "Hangup", "Channel": channel, "Cause": str(cause)}
+        case Redirect():
+            action = {
+                "Action": "Redirect",
+                "Channel": command.channel,
+                "Context": command.context,
+                "Exten": "s",
+                "Priority": "1",
+            }
+            if command.extra_channel is not None and command.extra_context is not None:
+                action |= {
+                    "ExtraChannel": command.extra_channel,
+                    "ExtraContext": command.extra_context,
+                    "ExtraExten": "s",
+                    "ExtraPriority": "1",
+                }
+            return action
+    raise TypeError(command)  # pragma: no cover
+
+
+def _response_ok(reply: object) -> bool:
+    get = getattr(reply, "get", None)
+    return bool(get and get("Response") == "Success")
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        ami: Ami,
+        store: Store,
+        on_incident: Callable[[Incident], Awaitable[None]] | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._ami = ami
+        self._store = store
+        self._on_incident = on_incident
+        self._on_alert = on_alert
+        self._clock = clock
+
+    async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
+        """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
+        bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
+        store_cmds = [c for c in decision.commands if isinstance(c, StoreCallback | StoreIncident)]
+        ami_cmds = [c for c in decision.commands if isinstance(c, AmiCommand)]
+        callback_ids: list[int] = []
+        for command in store_cmds:
+            if isinstance(command, StoreCallback):
+                stored = await self._store.add_callback(command.callback)
+                callback_ids.append(stored.id)
+            else:
+                await self._store.add_incident(command.incident)
+        await self._store.add_audit(decision.audit)
+        # Committed: now it may be acted on and announced.
+        for alert in decision.commands:
+            if isinstance(alert, Alert):
+                bound.warning("supervisor_alert", kind=alert.kind, alert_agent=alert.agent, **alert.detail)
+                if self._on_alert is not None:
+                    self._on_alert(alert)
+        error = await self.send(ami_cmds)
+        latency_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
+        bound.info(
+            "decision",
+            action=decision.action,
+            outcome=decision.outcome.value,
+            reason=decision.reason,
+            caller_number=mask_number(decision.audit.caller_number),
+            policy_version=decision.audit.policy_version,
+            callbacks=callback_ids or None,
+            ami_error=error,
+            latency_ms=latency_ms,
+        )
+        if error is not None:
+            await self._store.add_audit(
+                AuditEntry(
+                    at=self._clock(),
+                    linkedid=decision.audit.linkedid,
+                    agent=decision.audit.agent,
+                    caller_number=decision.audit.caller_number,
+                    action=decision.action,
+                    outcome="failed",
+                    reason=error,
+                    policy_version=decision.audit.policy_version,
+                )
+            )
+        if self._on_incident is not None:
+            for command in store_cmds:
+                if isinstance(command, StoreIncident):
+                    await self._on_incident(command.incident)
+        return error is None
+
+    async def send(self, commands: Sequence[Command]) -> str | None:
+        """Send AMI commands in order; stop at the first failure and say what failed."""
+        for command in commands:
+            if not isinstance(command, AmiCommand):
+                continue
+            action = ami_action(command)
+            try:
+                reply = await self._ami.send_action(action)
+            except UnsafeActionError as exc:
+                return f"unsafe_value: {exc}"
+            except (AmiError, TimeoutError, OSError) as exc:
+                return f"{action['Action']}: {type(exc).__name__}: {exc}"
+            if not _response_ok(reply):
+                message = getattr(reply, "get", lambda _k, _d=None: None)("Message", "")
+                return f"{action['Action']}: {message or 'error'}"
+        return None

@@ -1,0 +1,92 @@
+"""Database URL and engine: SQLite (default, a file) or PostgreSQL (shared by several nodes).
+
+SQLite connections run in WAL mode with ``synchronous=FULL`` (a commit survives a power cut),
+foreign keys on and a busy timeout. pysqlite's own transaction handling is switched off and
+the store emits ``BEGIN`` itself: ``BEGIN IMMEDIATE`` for write transactions, so a writer takes
+the write lock up front (waiting up to the busy timeout) instead of failing half-way through
+when another process wrote in between; plain ``BEGIN`` for reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from callwarden.store.errors import StoreError
+
+# Execution option set on a connection whose next transaction writes (``BEGIN IMMEDIATE``).
+WRITE = "callwarden_write"
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def database_url(url_or_path: str) -> sa.URL:
+    """``url_or_path`` as a URL: a plain path means an SQLite file."""
+    if "://" not in url_or_path:
+        if not url_or_path.strip():
+            raise StoreError("empty database path")
+        return sa.URL.create("sqlite", database=str(Path(url_or_path).expanduser()))
+    try:
+        url = sa.make_url(url_or_path)
+    except (ArgumentError, ValueError):
+        raise StoreError("not a database URL (expected a path, sqlite:///PATH or postgresql+psycopg://...)") from None
+    if url.get_backend_name() not in BACKENDS:
+        raise StoreError(f"unsupported database {url.get_backend_name()!r} (use sqlite or postgresql)")
+    if url.get_backend_name() == "sqlite" and url.get_driver_name() != "pysqlite":
+        raise StoreError(f"unsupported SQLite driver {url.get_driver_name()!r} (use sqlite:///PATH)")
+    return url
+
+
+def sqlite_file(url: sa.URL) -> Path | None:
+    """The file of an SQLite URL; None for other databases and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:") or url.query.get("uri"):
+        return None  # SQLite URI filename: left to SQLite
+    return Path(url.database)
+
+
+def describe(url: sa.URL) -> str:
+    """The URL for logs and messages: the file for SQLite, no password for PostgreSQL."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else url.render_as_string(hide_password=True)
+
+
+def create_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> Engine:
+    """An engine for ``url``; for an SQLite file, its directory is created first."""
+    path = sqlite_file(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create directory {path.parent}: {exc.strerror}") from None
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    engine = sa.create_engine(url, hide_parameters=True)
+    timeout_ms = max(0, round(busy_timeout * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        assert isinstance(dbapi_connection, sqlite3.Connection)
+        dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT by pysqlite
+        for pragma in (
+            f"busy_timeout = {timeout_ms}",
+            "journal_mode = WAL",
+            "synchronous = FULL",
+            "foreign_keys = ON",
+        ):
+            dbapi_connection.execute(f"PRAGMA {pragma}").close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

@@ -1,0 +1,122 @@
+"""Tables (SQLAlchemy Core) as the code reads and writes them.
+
+The database itself is created and changed only by the Alembic migrations in ``migrations/``;
+``tests/unit/test_store.py`` checks that they produce exactly these tables and indexes. A change
+here needs a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out.
+
+    PostgreSQL keeps ``timestamptz``; SQLite keeps naive UTC text in one fixed format
+    (``YYYY-MM-DD HH:MM:SS.ffffff``), so text order is time order and range queries work.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: the store takes timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created", UtcDateTime, nullable=False),
+    sa.Column("caller_number", sa.Text),
+    sa.Column("caller_name", sa.Text),
+    sa.Column("dialed_number", sa.Text),
+    sa.Column("language", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("agent", sa.Text, nullable=False),
+    sa.Column("assignee", sa.Text, nullable=False),
+    sa.Column("due", UtcDateTime, nullable=False),
+    sa.Column("linkedid", sa.Text, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("status", sa.Text, nullable=False, server_default="open"),
+    sa.Column("done_at", UtcDateTime),
+    sa.Column("done_by", sa.Text),
+    sa.CheckConstraint(
+        "reason IN ('end', 'handover_unanswered', 'call_back_later', 'withheld')",
+        name="reason",
+    ),
+    sa.CheckConstraint(
+        "(status = 'open' AND done_at IS NULL) OR (status = 'done' AND done_at IS NOT NULL)",
+        name="status",
+    ),
+    sa.Index(None, "status", "created"),
+    sa.Index(None, "created"),
+    sa.Index(None, "linkedid"),
+    sqlite_autoincrement=True,  # never reuse a purged id: audit details may name it
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("linkedid", sa.Text, nullable=False),
+    sa.Column("agent", sa.Text),
+    sa.Column("caller_number", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("detail", JSON_DOC, nullable=False),
+    sa.Index(None, "linkedid", "at"),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("caller_number", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("linkedid", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Index(None, "caller_number", "at"),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+# One row (id = 1) that ``Store.check_writable`` updates: a real, committed write.
+store_health = sa.Table(
+    "store_health",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("checked_at", UtcDateTime),
+)

@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from callwarden.calls import Hotkey, HotkeyPressed
+from callwarden.decisions import (
+    Alert,
+    CallFacts,
+    CallMemory,
+    Decision,
+    Outcome,
+    Redirect,
+    SetVar,
+    StoreCallback,
+    StoreIncident,
+    decide,
+    decide_number_entered,
+    decide_unanswered,
+)
+from callwarden.policy import Policy, load_policy
+from callwarden.records import CallbackReason
+
+POLICY = load_policy(Path(__file__).resolve().parents[2] / "config" / "policy.toml")
+T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
+CALLER = "PJSIP/caller1-00000001"
+AGENT = "PJSIP/agent1-00000002"
+FACTS = CallFacts(caller_present=True, dialed="100", callback_number="+493012345678")
+WITHHELD = CallFacts(caller_present=True, dialed="100", callback_number=None)
+
+
+def press(hotkey: Hotkey, agent: str = "agent1", caller: str | None = CALLER) -> HotkeyPressed:
+    return HotkeyPressed(
+        hotkey=hotkey,
+        linkedid="lab-1.1",
+        agent_channel=f"PJSIP/{agent}-00000002",
+        agent_endpoint=agent,
+        caller_channel=caller,
+        caller_number="+493012345678" if caller else None,
+        caller_name="Erika Mustermann" if caller else None,
+    )
+
+
+def redirect_of(decision: Decision) -> Redirect:
+    (redirect,) = [c for c in decision.commands if isinstance(c, Redirect)]
+    return redirect
+
+
+def test_warn_moves_both_legs_into_the_warning() -> None:
+    memory = CallMemory()
+    decision = decide(press(Hotkey.WARN), memory, FACTS, POLICY, T0)
+    assert (decision.outcome, decision.reason) == (Outcome.APPROVED, "warning_given")
+    assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-warn", AGENT, "callwarden-agent-warn")
+    assert SetVar(CALLER, "CALLWARDEN_PEER", AGENT) in decision.commands
+    assert SetVar(CALLER, "CHANNEL(language)", "en") in decision.commands
+    assert any(isinstance(c, StoreIncident) and c.incident.kind == "warn" for c in decision.commands)
+    assert memory.warnings == [T0] and memory.busy is Hotkey.WARN
+    assert decision.audit.policy_version == POLICY.version and decision.audit.action == "warn"
+
+
+def test_end_without_warning_is_refused_and_warns_instead() -> None:
+    memory = CallMemory()
+    decision = decide(press(Hotkey.END), memory, FACTS, POLICY, T0)
+    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "no_warning_yet")
+    assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-warn", AGENT, "callwarden-agent-end-refused")
+    assert decision.audit.outcome == "refused" and decision.audit.detail["instead"] == "warn"
+    assert memory.warnings == [T0]  # the warning played instead counts
+
+
+def test_end_too_soon_after_warning_is_refused() -> None:
+    memory = CallMemory(warnings=[T0])
+    decision = decide(press(Hotkey.END), memory, FACTS, POLICY, T0 + dt.timedelta(seconds=2))
+    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "too_soon_after_warning")
+
+
+def test_end_after_warning_is_approved() -> None:
+    memory = CallMemory(warnings=[T0])
+    decision = decide(press(Hotkey.END), memory, FACTS, POLICY, T0 + dt.timedelta(seconds=6))
+    assert (decision.outcome, decision.reason) == (Outcome.APPROVED, "end_approved")
+    assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-end", AGENT, "callwarden-agent-end")
+    assert memory.finished
+
+
+def test_end_refused_with_nothing_instead(tmp_path: Path) -> None:
+    policy = Policy.model_validate(
+        POLICY.model_dump() | {"end": POLICY.end.model_copy(update={"on_refused": "nothing"}).model_dump()}
+    )
+    decision = decide(press(Hotkey.END), CallMemory(), FACTS, policy, T0)
+    assert decision.outcome is Outcome.REFUSED
+    assert redirect_of(decision).context == "callwarden-caller-hold"
+    assert not any(isinstance(c, StoreIncident) for c in decision.commands)
+
+
+def test_too_many_ends_raise_an_alert() -> None:
+    facts = CallFacts(True, "100", "+493012345678", ends_by_agent_last_hour=POLICY.limits.max_ends_per_hour)
+    decision = decide(press(Hotkey.END), CallMemory(warnings=[T0]), facts, POLICY, T0 + dt.timedelta(minutes=1))
+    assert decision.outcome is Outcome.APPROVED
+    assert any(isinstance(c, Alert) and c.kind == "ends_per_hour_exceeded" for c in decision.commands)
+
+
+def test_not_permitted_agent_is_refused_and_told() -> None:
+    decision = decide(press(Hotkey.END, agent="agent2"), CallMemory(warnings=[T0]), FACTS, POLICY, T0)
+    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "not_permitted")
+    redirect = redirect_of(decision)
+    assert (redirect.context, redirect.extra_context) == ("callwarden-caller-hold", "callwarden-agent-refused")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "memory", "facts", "reason"),
+    [
+        ({"caller": None}, CallMemory(), FACTS, "no_caller"),
+        ({}, CallMemory(), CallFacts(False, None, None), "caller_gone"),
+        ({}, CallMemory(finished=True), FACTS, "call_already_finished"),
+        ({}, CallMemory(busy=Hotkey.WARN), FACTS, "action_in_progress"),
+    ],
+)
+def test_presses_that_nothing_can_approve_are_ignored_with_audit(
+    kwargs: dict[str, str | None], memory: CallMemory, facts: CallFacts, reason: str
+) -> None:
+    decision = decide(press(Hotkey.WARN, **kwargs), memory, facts, POLICY, T0)  # type: ignore[arg-type]
+    assert (decision.outcome, decision.reason, decision.commands) == (Outcome.IGNORED, reason, ())
+    assert decision.audit.outcome == "ignored" and decision.audit.reason == reason
+
+
+def test_handover_routes_by_dialed_number() -> None:
+    memory = CallMemory()
+    decision = decide(press(Hotkey.HANDOVER), memory, FACTS, POLICY, T0)
+    assert decision.outcome is Outcome.APPROVED and decision.reason == "route_billing"
+    assert SetVar(CALLER, "CALLWARDEN_TARGETS", "PJSIP/colleague1^PJSIP/colleague2") in decision.commands
+    assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-handover", AGENT, "callwarden-agent-release")
+    assert memory.handover_team == "billing" and memory.finished
+
+
+def test_handover_unanswered_records_a_callback_for_the_team_then_tells_the_caller() -> None:
+    memory = CallMemory()
+    decide(press(Hotkey.HANDOVER), memory, FACTS, POLICY, T0)
+    decision = decide_unanswered(memory, FACTS, POLICY, T0 + dt.timedelta(seconds=40))
+    assert decision is not None
+    store, redirect = decision.commands
+    assert isinstance(store, StoreCallback)
+    assert store.callback.reason is CallbackReason.HANDOVER_UNANSWERED
+    assert (store.callback.assignee, store.callback.caller_number) == ("billing", "+493012345678")
+    assert store.callback.due == T0 + dt.timedelta(seconds=40, hours=POLICY.callbacks.due_hours)
+    assert redirect == Redirect(CALLER, "callwarden-caller-promise")
+    assert decide_unanswered(memory, FACTS, POLICY, T0) is None  # once only
+
+
+def test_call_back_later_records_first_then_announces() -> None:
+    decision = decide(press(Hotkey.CALLBACK), CallMemory(), FACTS, POLICY, T0)
+    assert isinstance(decision.commands[0], StoreCallback)
+    assert decision.commands[0].callback.reason is CallbackReason.CALL_BACK_LATER
+    assert redirect_of(decision).context == "callwarden-caller-callback-later"
+
+
+def test_withheld_caller_is_asked_for_a_number() -> None:
+    memory = CallMemory()
+    decision = decide(press(Hotkey.CALLBACK), memory, WITHHELD, POLICY, T0)
+    assert not any(isinstance(c, StoreCallback) for c in decision.commands)
+    assert redirect_of(decision).context == "callwarden-caller-callback-later-ask"
+    typed = decide_number_entered(memory, WITHHELD, "+4930555666777", POLICY, T0)
+    assert typed is not None and isinstance(typed.commands[0], StoreCallback)
+    callback = typed.commands[0].callback
+    assert (callback.reason, callback.caller_number, callback.note) == (CallbackReason.WITHHELD, "+4930555666777", None)
+    assert redirect_of(typed) == Redirect(CALLER, "callwarden-caller-number-saved")
+
+
+def test_withheld_caller_typing_nothing_is_recorded_as_such() -> None:
+    memory = CallMemory()
+    decide(press(Hotkey.CALLBACK), memory, WITHHELD, POLICY, T0)
+    typed = decide_number_entered(memory, WITHHELD, None, POLICY, T0)
+    assert typed is not None and isinstance(typed.commands[0], StoreCallback)
+    assert typed.commands[0].callback.caller_number is None
+    assert typed.commands[0].callback.note == "caller typed no valid number"
+    assert redirect_of(typed).context == "callwarden-caller-no-number"
+
+
+def test_timeout_carries_the_policy_seconds() -> None:
+    decision = decide(press(Hotkey.TIMEOUT), CallMemory(), FACTS, POLICY, T0)
+    assert SetVar(AGENT, "CALLWARDEN_TIMEOUT", str(POLICY.timeout.seconds)) in decision.commands
+    assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-timeout", AGENT, "callwarden-agent-timeout")
+
+
+def test_language_follows_the_dialed_number() -> None:
+    facts = CallFacts(caller_present=True, dialed="101", callback_number="+493012345678")
+    decision = decide(press(Hotkey.WARN), CallMemory(), facts, POLICY, T0)
+    assert SetVar(CALLER, "CHANNEL(language)", "de") in decision.commands
+
+
+# -- property test: the call's state machine under any sequence of presses and events ------------
+
+
+class CallMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = CallMemory()
+        self.now = T0
+        self.caller_present = True
+        self.approved_ends = 0
+        self.last: Decision | None = None
+
+    @rule(hotkey=st.sampled_from(list(Hotkey)), agent=st.sampled_from(["agent1", "agent2"]))
+    def press_key(self, hotkey: Hotkey, agent: str) -> None:
+        before_busy, before_finished = self.memory.busy, self.memory.finished
+        warnings_before = list(self.memory.warnings)
+        facts = CallFacts(self.caller_present, "100", "+493012345678")
+        decision = decide(press(hotkey, agent=agent), self.memory, facts, POLICY, self.now)
+        self.last = decision
+        assert decision.audit.policy_version == POLICY.version
+        assert decision.audit.outcome == decision.outcome.value
+        if before_busy is not None or before_finished or not self.caller_present:
+            # Acting twice on one call, or on a call that is gone, is impossible.
+            assert decision.outcome is Outcome.IGNORED and decision.commands == ()
+        if decision.outcome is Outcome.IGNORED:
+            assert decision.commands == ()
+        for command in decision.commands:
+            if isinstance(command, Redirect):
+                # Hotkey actions always move both legs (moving the caller alone drops the agent).
+                assert command.channel == CALLER and command.extra_channel == press(hotkey, agent).agent_channel
+            if isinstance(command, SetVar):
+                assert command.channel in (CALLER, press(hotkey, agent).agent_channel)
+        if hotkey is Hotkey.END and decision.outcome is Outcome.APPROVED:
+            self.approved_ends += 1
+            assert POLICY.may_use(agent, Hotkey.END)
+            assert len(warnings_before) >= POLICY.end.warnings_required
+            last_warning = warnings_before[-1]
+            assert (self.now - last_warning).total_seconds() >= POLICY.end.min_seconds_after_warning
+
+    @rule(seconds=st.integers(min_value=0, max_value=30))
+    def time_passes(self, seconds: int) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+    @precondition(lambda self: self.memory.busy is not None and not self.memory.finished)
+    @rule()
+    def reconnected(self) -> None:
+        self.memory.busy = None  # what the daemon does on ChannelBridged
+
+    @rule()
+    def caller_hangs_up(self) -> None:
+        self.caller_present = False
+
+    @invariant()
+    def at_most_one_end(self) -> None:
+        assert self.approved_ends <= 1
+
+    @invariant()
+    def finished_calls_stay_finished(self) -> None:
+        if self.memory.finished:
+            assert self.memory.busy is not None
+
+
+TestCallMachine = CallMachine.TestCase
+TestCallMachine.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
