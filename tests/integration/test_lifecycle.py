@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -77,3 +78,33 @@ def test_unreachable_port_keeps_retrying_with_backoff(tmp_path: Path) -> None:
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+
+
+def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_invalid(daemon: DaemonProcess, policy_path: Path) -> None:
+    (started,) = daemon.events("startup")
+    assert started["policy_version"] == "2026-11-lab.1"
+    good = policy_path.read_text()
+    policy_path.write_text(good.replace('version = "2026-11-lab.1"', 'version = "2026-11-lab.2"'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloaded = daemon.wait_for("policy_reloaded")
+    assert (reloaded["old_version"], reloaded["version"]) == ("2026-11-lab.1", "2026-11-lab.2")
+    policy_path.write_text(good.replace("warnings_required = 1", "warnings_required = -3"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    rejected = daemon.wait_for("policy_reload_rejected")
+    assert rejected["kept_version"] == "2026-11-lab.2"
+    assert any(e.startswith("end.warnings_required") for e in rejected["errors"])
+    assert daemon.proc.poll() is None
+
+
+def test_check_config_names_bad_policy_keys(tmp_path: Path, policy_path: Path) -> None:
+    policy_path.write_text(policy_path.read_text().replace('"PJSIP/colleague2"]', '"colleague2"]'))
+    config = write_config(tmp_path / "c.toml", policy={"path": str(policy_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "callwarden", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 78
+    assert "handover.routes.0.targets" in result.stderr and "'colleague2' is not a dial target" in result.stderr
