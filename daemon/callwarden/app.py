@@ -46,17 +46,22 @@ from callwarden.decisions import (
     decide_number_entered,
     decide_unanswered,
 )
+from callwarden.events import decision_events
 from callwarden.executor import Executor
 from callwarden.logs import mask_number
+from callwarden.metrics import Health, HttpServer, Metrics
+from callwarden.mqtt import Publisher
 from callwarden.numbers import dialplan_keys, to_e164
 from callwarden.policy import Policy, load_policy, parse_policy
 from callwarden.records import AuditEntry, Incident
-from callwarden.store import AsyncStore
+from callwarden.store import AsyncStore, StoreError, outbox
 
 log = structlog.get_logger("callwarden")
 
 SHUTDOWN_GRACE = 1.5  # seconds: SIGTERM to exit stays well under 2 s
 PURGE_INTERVAL = 24 * 3600
+HEALTH_INTERVAL = 1.0  # seconds between health snapshots
+STORE_CHECK_EVERY = 10  # health snapshots between real store writes
 
 
 class ExitCode(IntEnum):
@@ -88,8 +93,22 @@ class Daemon:
         self.tracker = CallTracker()
         self.memory: dict[str, CallMemory] = {}  # by Linkedid
         self.ends: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.metrics = Metrics()
         self.ami = AmiClient(config=config.ami, on_event=self.on_ami_event, on_login=self.on_login)
-        self.executor = Executor(ami=self.ami, store=store, on_incident=self.flag_caller)
+        self.publisher = Publisher(config=config.mqtt, store=store) if config.mqtt.enabled else None
+        self.executor = Executor(
+            ami=self.ami,
+            store=store,
+            events=self._events_of,
+            on_committed=self._committed,
+            on_incident=self.flag_caller,
+        )
+        self.http = (
+            HttpServer(host=config.http.host, port=config.http.port, metrics=self.metrics)
+            if config.http.enabled
+            else None
+        )
+        self._press_times: dict[str, float] = {}  # linkedid -> when its hotkey event was read
         self.stop_requested = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._routes: dict[type, Callable[[Any], None]] = {
@@ -120,6 +139,8 @@ class Daemon:
 
     def on_hotkey(self, press: HotkeyPressed) -> None:
         started = time.perf_counter()
+        self._press_times[press.linkedid] = started
+        self.metrics.hotkeys.labels(press.hotkey.value).inc()
         log.info(
             "hotkey_pressed",
             hotkey=press.hotkey.value,
@@ -167,6 +188,9 @@ class Daemon:
             detail={"channel": step.channel},
         )
         log.info("action_step", step=step.step, prompt=step.prompt, linkedid=step.linkedid, channel=step.channel)
+        pressed = self._press_times.pop(step.linkedid, None) if step.step == "announcement_started" else None
+        if pressed is not None:
+            self.metrics.hotkey_to_announcement.observe(time.perf_counter() - pressed)
         self._spawn(self.store.add_audit(entry), f"step-{step.linkedid}")
 
     def on_unanswered(self, event: HandoverUnanswered) -> None:
@@ -198,6 +222,7 @@ class Daemon:
     def on_hangup(self, event: ChannelHungUp) -> None:
         if event.call_ended:
             self.memory.pop(event.linkedid, None)
+            self._press_times.pop(event.linkedid, None)
             return
         memory = self.memory.get(event.linkedid)
         if memory is None:
@@ -210,11 +235,24 @@ class Daemon:
     # -- side effects ----------------------------------------------------------------------------
 
     async def _execute(self, decision: Decision, started: float | None) -> None:
+        self.metrics.decisions.labels(decision.action, decision.outcome.value).inc()
         try:
-            await self.executor.execute(decision, started=started)
+            ok = await self.executor.execute(decision, started=started)
         except Exception:
             # Recorded, not swallowed: the decision's audit row (if stored) plus this error.
             log.exception("decision_failed", linkedid=decision.audit.linkedid, action=decision.action)
+            return
+        if ok and started is not None and decision.commands:
+            self.metrics.hotkey_to_action.observe(time.perf_counter() - started)
+
+    def _events_of(self, decision: Decision) -> outbox.EventFactory | None:
+        if self.publisher is None:
+            return None
+        return decision_events(decision, self.config.mqtt.site)
+
+    def _committed(self, _decision: Decision) -> None:
+        if self.publisher is not None:
+            self.publisher.notify()
 
     def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         if self._tasks is None:
@@ -277,7 +315,41 @@ class Daemon:
     async def _purge_daily(self) -> None:
         while True:
             await self.purge()
+            await self.store.run(lambda store: outbox.purge_published(store, dt.datetime.now(dt.UTC)))
             await asyncio.sleep(PURGE_INTERVAL)
+
+    async def _watch_health(self) -> None:
+        """Refresh the health snapshot and the gauges; a real store write every few rounds."""
+        store_state, rounds, last_reconnects = "unknown", 0, 0
+        while True:
+            if rounds % STORE_CHECK_EVERY == 0:
+                try:
+                    await self.store.check_writable()
+                    store_state = "ok"
+                except StoreError as exc:
+                    store_state = f"failing: {exc}"
+            rounds += 1
+            depth = await self.store.run(outbox.depth) if self.publisher is not None else 0
+            ami_up = self.ami.logged_in.is_set()
+            mqtt = "disabled"
+            if self.publisher is not None:
+                mqtt = "connected" if self.publisher.connected.is_set() else "disconnected"
+            self.metrics.ami_logged_in.set(1 if ami_up else 0)
+            self.metrics.mqtt_connected.set(1 if mqtt == "connected" else 0)
+            self.metrics.outbox_depth.set(depth)
+            self.metrics.tracked_calls.set(len(self.tracker.calls))
+            if self.ami.reconnects > last_reconnects:
+                self.metrics.ami_reconnects.inc(self.ami.reconnects - last_reconnects)
+                last_reconnects = self.ami.reconnects
+            if self.http is not None:
+                self.http.health = Health(
+                    ami="logged_in" if ami_up else "down",
+                    store=store_state,
+                    mqtt=mqtt,
+                    outbox_depth=depth,
+                    max_outbox_depth=self.config.http.max_outbox_depth,
+                )
+            await asyncio.sleep(HEALTH_INTERVAL)
 
     def reload_policy(self) -> None:
         path = self.config.policy.path
@@ -303,11 +375,16 @@ class Daemon:
             policy_approved_by=self.policy.policy.approved_by,
         )
         code = ExitCode.OK
+        if self.http is not None:
+            self.http.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 tasks.create_task(self.ami.run(), name="ami")
                 tasks.create_task(self._purge_daily(), name="purge")
+                tasks.create_task(self._watch_health(), name="health")
+                if self.publisher is not None:
+                    tasks.create_task(self.publisher.run(), name="mqtt")
                 tasks.create_task(self._wait_for_stop(), name="stop")
         except* _Stop:
             pass
@@ -318,6 +395,8 @@ class Daemon:
             self._tasks = None
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            if self.http is not None:
+                self.http.stop()
             await self.store.close()
         log.info("shutdown_complete", exit_code=int(code))
         return code
@@ -330,15 +409,24 @@ class Daemon:
         await self.stop_requested.wait()
         log.info("shutdown")
         try:
-            await asyncio.wait_for(self.ami.close(), SHUTDOWN_GRACE)
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                if self.publisher is not None:
+                    await self.publisher.stop()
+                await self.ami.close()
         except (TimeoutError, AmiError):
-            log.warning("shutdown_timeout", phase="ami_close")
+            log.warning("shutdown_timeout", phase="close")
         raise _Stop
 
 
 async def _main(config: Config, policy: Policy) -> ExitCode:
     store = await AsyncStore.open(config.store.path)
-    return await Daemon(config=config, policy=policy, store=store).serve()
+    try:
+        daemon = Daemon(config=config, policy=policy, store=store)
+    except OSError as exc:  # the metrics/health port is taken or not allowed
+        log.error("http_bind_failed", address=f"{config.http.host}:{config.http.port}", error=str(exc))
+        await store.close()
+        return ExitCode.ERROR
+    return await daemon.serve()
 
 
 def run(config: Config, policy: Policy) -> int:

@@ -7,11 +7,12 @@ must not silently fall back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -74,12 +75,66 @@ class CallbacksConfig(_Model):
     national_prefix: str = Field(default="0", pattern=r"^[0-9]?$")
 
 
+class MqttConfig(_Model):
+    """Events out: callbacks, decisions and alerts as JSON on MQTT (QoS 1, from an outbox)."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None  # CA bundle for TLS; none = the system's
+    site: str = Field(default="lab", pattern=r"^[A-Za-z0-9_-]+$")  # topic segment: callwarden/<site>/...
+    topic_prefix: str = Field(default="callwarden", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    reconnect_min: float = Field(default=0.5, gt=0, le=60)
+    reconnect_max: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _checks(self) -> MqttConfig:
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be >= reconnect_min")
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file needs tls = true")
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        return self
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.topic_prefix}/{self.site}/{suffix}"
+
+
+class HttpConfig(_Model):
+    """/metrics (Prometheus) and /healthz on a loopback address."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=1, le=65535)
+    # /healthz fails when MQTT is down and more events than this wait in the outbox.
+    max_outbox_depth: int = Field(default=1000, ge=1)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("must be a loopback IP address (e.g. 127.0.0.1 or ::1)") from None
+        if not address.is_loopback:
+            raise ValueError("must be a loopback address: metrics and health are not for the network")
+        return host
+
+
 class Config(_Model):
     ami: AmiConfig = AmiConfig()
     log: LogConfig = LogConfig()
     store: StoreConfig = StoreConfig()
     policy: PolicyConfig = PolicyConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
+    mqtt: MqttConfig = MqttConfig()
+    http: HttpConfig = HttpConfig()
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

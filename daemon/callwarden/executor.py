@@ -17,7 +17,9 @@ from callwarden.ami.client import AmiError
 from callwarden.ami.framing import UnsafeActionError
 from callwarden.decisions import Alert, Command, Decision, Hangup, Redirect, SetVar, StoreCallback, StoreIncident
 from callwarden.logs import mask_number
-from callwarden.records import AuditEntry, Callback, Incident, NewCallback
+from callwarden.records import AuditEntry, Incident
+from callwarden.store import Store as SyncStore
+from callwarden.store.outbox import EventFactory, Recorded, record_decision
 
 log = structlog.get_logger("callwarden.executor")
 
@@ -27,9 +29,8 @@ class Ami(Protocol):
 
 
 class Store(Protocol):
-    async def add_callback(self, callback: NewCallback) -> Callback: ...
     async def add_audit(self, entry: AuditEntry) -> int: ...
-    async def add_incident(self, incident: Incident) -> None: ...
+    async def run(self, fn: Callable[[SyncStore], Recorded]) -> Recorded: ...
 
 
 AmiCommand = SetVar | Redirect | Hangup
@@ -74,35 +75,37 @@ class Executor:
         *,
         ami: Ami,
         store: Store,
+        events: Callable[[Decision], EventFactory | None] = lambda _decision: None,
+        on_committed: Callable[[Decision], None] | None = None,
         on_incident: Callable[[Incident], Awaitable[None]] | None = None,
-        on_alert: Callable[[Alert], None] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._ami = ami
         self._store = store
+        self._events = events
+        self._on_committed = on_committed
         self._on_incident = on_incident
-        self._on_alert = on_alert
         self._clock = clock
 
     async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
         """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
         bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
-        store_cmds = [c for c in decision.commands if isinstance(c, StoreCallback | StoreIncident)]
+        callbacks = [c.callback for c in decision.commands if isinstance(c, StoreCallback)]
+        incidents = [c.incident for c in decision.commands if isinstance(c, StoreIncident)]
         ami_cmds = [c for c in decision.commands if isinstance(c, AmiCommand)]
-        callback_ids: list[int] = []
-        for command in store_cmds:
-            if isinstance(command, StoreCallback):
-                stored = await self._store.add_callback(command.callback)
-                callback_ids.append(stored.id)
-            else:
-                await self._store.add_incident(command.incident)
-        await self._store.add_audit(decision.audit)
-        # Committed: now it may be acted on and announced.
+        events = self._events(decision)
+        recorded = await self._store.run(
+            lambda store: record_decision(
+                store, callbacks=callbacks, incidents=incidents, audit=decision.audit, events=events
+            )
+        )
+        callback_ids = [c.id for c in recorded.callbacks]
+        # Committed (records and their events together): now it may be acted on and announced.
+        if self._on_committed is not None:
+            self._on_committed(decision)
         for alert in decision.commands:
             if isinstance(alert, Alert):
                 bound.warning("supervisor_alert", kind=alert.kind, alert_agent=alert.agent, **alert.detail)
-                if self._on_alert is not None:
-                    self._on_alert(alert)
         error = await self.send(ami_cmds)
         latency_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
         bound.info(
@@ -130,9 +133,8 @@ class Executor:
                 )
             )
         if self._on_incident is not None:
-            for command in store_cmds:
-                if isinstance(command, StoreIncident):
-                    await self._on_incident(command.incident)
+            for incident in incidents:
+                await self._on_incident(incident)
         return error is None
 
     async def send(self, commands: Sequence[Command]) -> str | None:

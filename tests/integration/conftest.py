@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, DaemonProcess, LabPbx, Mosquitto, write_config
+from tests.integration.harness import REPO, DaemonProcess, LabPbx, Mosquitto, free_tcp_port, write_config
 from tests.sip.phone import TestPhone, wait_until
 
 _rtp_ports = itertools.count(31000, 20)
@@ -66,12 +66,18 @@ def store_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon_config(tmp_path: Path, policy_path: Path, store_path: Path) -> Path:
+def http_port() -> int:
+    return free_tcp_port()
+
+
+@pytest.fixture
+def daemon_config(tmp_path: Path, policy_path: Path, store_path: Path, http_port: int) -> Path:
     return write_config(
         tmp_path / "callwarden.toml",
         ami={"reconnect_min": 0.2, "reconnect_max": 1.0},
         store={"path": str(store_path)},
         policy={"path": str(policy_path)},
+        http={"port": http_port},
     )
 
 

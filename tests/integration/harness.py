@@ -96,29 +96,40 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
 
 
 class Mosquitto:
-    """A Mosquitto broker (Debian package) on a free loopback port."""
+    """A Mosquitto broker (Debian package) on a free loopback port; stop and start keep the port
+    and (with ``persistence``) the subscribers' sessions."""
 
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
+    def __init__(self, workdir: Path, *, persistence: bool = False) -> None:
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.binary).exists():
             raise RuntimeError("mosquitto is not installed: run scripts/setup (apt-get install mosquitto)")
         self.port = free_tcp_port()
         self.workdir = workdir
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence {'true' if persistence else 'false'}\npersistence_location {workdir}/\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
         )
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         wait_for_port(self.port, 10, self.proc)
 
     def stop(self) -> None:
+        if self.proc is None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc = None
 
 
 @dataclass

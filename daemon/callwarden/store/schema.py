@@ -120,3 +120,18 @@ store_health = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("checked_at", UtcDateTime),
 )
+
+# Events for MQTT, written in the same transaction as the records they announce, deleted
+# once the broker acknowledged them (QoS 1) and a day has passed. Order = id order.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Text, nullable=False, unique=True),
+    sa.Column("topic", sa.Text, nullable=False),  # suffix: callbacks | decisions | alerts
+    sa.Column("payload", sa.Text, nullable=False),  # JSON document, as published
+    sa.Column("created", UtcDateTime, nullable=False),
+    sa.Column("published", UtcDateTime),
+    sa.Index(None, "published", "id"),
+    sqlite_autoincrement=True,
+)

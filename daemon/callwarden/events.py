@@ -1,0 +1,103 @@
+"""Event payloads for MQTT (schema ``callwarden.event/1``, documented in docs/operations.md).
+
+Pure: records in, outbox events out. Every event has a UUID ``id`` that consumers
+deduplicate by (delivery is at-least-once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from callwarden.decisions import Alert, Decision
+from callwarden.logs import mask_number
+from callwarden.records import Callback
+from callwarden.store.outbox import OutboxEvent
+
+SCHEMA = "callwarden.event/1"
+NewId = Callable[[], str]
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _envelope(event_type: str, at: dt.datetime, site: str, data: dict[str, Any], event_id: str) -> dict[str, Any]:
+    return {"schema": SCHEMA, "id": event_id, "type": event_type, "at": at.isoformat(), "site": site, "data": data}
+
+
+def callback_data(callback: Callback) -> dict[str, Any]:
+    """A callback as CRMs get it: the full number (it is their work item; protect the topic)."""
+    return {
+        "callback_id": callback.id,
+        "created": callback.created.isoformat(),
+        "caller_number": callback.caller_number,
+        "caller_name": callback.caller_name,
+        "dialed_number": callback.dialed_number,
+        "language": callback.language,
+        "reason": callback.reason.value,
+        "agent": callback.agent,
+        "assignee": callback.assignee,
+        "due": callback.due.isoformat(),
+        "status": callback.status.value,
+        "linkedid": callback.linkedid,
+        "note": callback.note,
+    }
+
+
+def decision_events(
+    decision: Decision, site: str, new_id: NewId = _new_id
+) -> Callable[[list[Callback], int], list[OutboxEvent]]:
+    """The events one decision announces, built once its records have ids."""
+
+    def build(callbacks: list[Callback], audit_id: int) -> list[OutboxEvent]:
+        audit, now = decision.audit, decision.audit.at
+        events = [
+            OutboxEvent(
+                event_id=(event_id := new_id()),
+                topic="decisions",
+                created=now,
+                payload=_envelope(
+                    "decision",
+                    now,
+                    site,
+                    {
+                        "audit_id": audit_id,
+                        "action": decision.action,
+                        "outcome": decision.outcome.value,
+                        "reason": decision.reason,
+                        "agent": audit.agent,
+                        "linkedid": audit.linkedid,
+                        "caller_number": mask_number(audit.caller_number),
+                        "policy_version": audit.policy_version,
+                        "callback_ids": [c.id for c in callbacks],
+                    },
+                    event_id,
+                ),
+            )
+        ]
+        for callback in callbacks:
+            events.append(
+                OutboxEvent(
+                    event_id=(event_id := new_id()),
+                    topic="callbacks",
+                    created=now,
+                    payload=_envelope("callback.recorded", now, site, callback_data(callback), event_id),
+                )
+            )
+        for command in decision.commands:
+            if isinstance(command, Alert):
+                data = {"kind": command.kind, "agent": command.agent, "detail": dict(command.detail)}
+                events.append(
+                    OutboxEvent(
+                        event_id=(event_id := new_id()),
+                        topic="alerts",
+                        created=now,
+                        payload=_envelope("alert", now, site, data, event_id),
+                    )
+                )
+        return events
+
+    return build

@@ -1,0 +1,118 @@
+"""The MQTT outbox: events written in the same transaction as what they announce.
+
+Nothing is announced before it is committed, and nothing committed is lost: the publisher
+reads pending events in order, publishes them with QoS 1 and only then marks them published.
+A crash between the broker's PUBACK and the mark republishes the event: consumers
+deduplicate by ``id`` (at-least-once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from callwarden.records import AuditEntry, Callback, Incident, NewCallback, require_aware
+from callwarden.store import queries as q
+from callwarden.store.schema import outbox
+from callwarden.store.sync import Store
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxEvent:
+    event_id: str
+    topic: str  # suffix under callwarden/<site>/
+    payload: Mapping[str, Any]
+    created: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingEvent:
+    id: int
+    event_id: str
+    topic: str
+    payload: str  # the JSON text, published as is
+
+
+def insert_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
+    for event in events:
+        require_aware("created", event.created)
+        payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        conn.execute(
+            sa.insert(outbox).values(event_id=event.event_id, topic=event.topic, payload=payload, created=event.created)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    callbacks: list[Callback]
+    audit_id: int
+
+
+EventFactory = Callable[[list[Callback], int], list[OutboxEvent]]
+
+
+def record_decision(
+    store: Store,
+    *,
+    callbacks: Sequence[NewCallback],
+    incidents: Sequence[Incident],
+    audit: AuditEntry,
+    events: EventFactory | None,
+) -> Recorded:
+    """Callbacks, incidents, the audit row and their outbox events: one transaction."""
+    with store.transaction() as conn:
+        stored = []
+        for new in callbacks:
+            callback = q.select_callback(conn, q.insert_callback(conn, new))
+            assert callback is not None
+            stored.append(callback)
+        for incident in incidents:
+            q.insert_incident(conn, incident)
+        audit_id = q.insert_audit(conn, audit)
+        if events is not None:
+            insert_events(conn, events(stored, audit_id))
+    return Recorded(callbacks=stored, audit_id=audit_id)
+
+
+def enqueue(store: Store, events: Sequence[OutboxEvent]) -> None:
+    with store.transaction() as conn:
+        insert_events(conn, events)
+
+
+def pending(store: Store, limit: int = 100) -> list[PendingEvent]:
+    """Unpublished events, oldest first."""
+    with store.transaction() as conn:
+        rows = conn.execute(
+            sa.select(outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.payload)
+            .where(outbox.c.published.is_(None))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        ).mappings()
+        return [PendingEvent(**dict(row)) for row in rows]
+
+
+def mark_published(store: Store, ids: Sequence[int], at: datetime) -> None:
+    require_aware("at", at)
+    if not ids:
+        return
+    with store.transaction() as conn:
+        conn.execute(sa.update(outbox).where(outbox.c.id.in_(list(ids))).values(published=at))
+
+
+def depth(store: Store) -> int:
+    with store.transaction() as conn:
+        query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published.is_(None))
+        return int(conn.execute(query).scalar_one())
+
+
+def purge_published(store: Store, now: datetime, keep: timedelta = timedelta(days=1)) -> int:
+    require_aware("now", now)
+    with store.transaction() as conn:
+        result = conn.execute(sa.delete(outbox).where(outbox.c.published.is_not(None), outbox.c.published < now - keep))
+        return int(result.rowcount)
