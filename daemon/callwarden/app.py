@@ -68,6 +68,7 @@ class ExitCode(IntEnum):
     OK = 0
     ERROR = 1
     USAGE = 2
+    STORE = 74  # sysexits EX_IOERR: the store cannot be opened
     AMI_LOGIN_REFUSED = 77  # sysexits EX_NOPERM
     CONFIG = 78  # sysexits EX_CONFIG
 
@@ -220,14 +221,17 @@ class Daemon:
             memory.busy = None  # reconnected: the agent's hotkeys work again
 
     def on_hangup(self, event: ChannelHungUp) -> None:
+        memory = self.memory.get(event.linkedid)
         if event.call_ended:
             self.memory.pop(event.linkedid, None)
             self._press_times.pop(event.linkedid, None)
-            return
-        memory = self.memory.get(event.linkedid)
         if memory is None:
             return
-        facts = CallFacts(caller_present=False, dialed=None, callback_number=None)
+        facts = self._facts(event.linkedid, None)
+        if memory.origin is not None and memory.origin.caller_number:
+            facts = CallFacts(
+                False, None, to_e164(memory.origin.caller_number, self.config.callbacks.default_country_code)
+            )
         decision = decide_caller_gone(memory, event.channel, facts, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
             self._spawn(self._execute(decision, None), f"caller-gone-{event.linkedid}")
@@ -360,6 +364,8 @@ class Daemon:
             return
         log.info("policy_reloaded", old_version=self.policy.version, version=policy.version)
         self.policy = policy
+        if self.ami.logged_in.is_set():  # the repeat-caller rules may have changed
+            self._spawn(self.on_login(), "policy-sync")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -419,7 +425,13 @@ class Daemon:
 
 
 async def _main(config: Config, policy: Policy) -> ExitCode:
-    store = await AsyncStore.open(config.store.path)
+    if config.policy.path is None:
+        log.warning("policy_is_the_shipped_sample", hint="set [policy] path to the policy your supervisors approved")
+    try:
+        store = await AsyncStore.open(config.store.path)
+    except StoreError as exc:
+        log.error("store_open_failed", store=config.store.path, error=str(exc))
+        return ExitCode.STORE
     try:
         daemon = Daemon(config=config, policy=policy, store=store)
     except OSError as exc:  # the metrics/health port is taken or not allowed

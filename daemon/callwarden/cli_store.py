@@ -27,6 +27,7 @@ from click.core import ParameterSource
 from callwarden.cli import CONFIG_OPTION
 from callwarden.config import ConfigError, load_config
 from callwarden.logs import configure_logging
+from callwarden.policy import RetentionRules
 from callwarden.records import AuditRecord, Callback, CallbackStatus
 from callwarden.store import Store, StoreError
 from callwarden.store.engine import database_url, sqlite_file
@@ -329,13 +330,28 @@ def audit_export(config_path: Path | None, db: str, linkedid: str | None, since:
 DAYS = click.IntRange(min=1)
 
 
+def _policy_retention(config_path: Path | None) -> RetentionRules:
+    from callwarden.app import load_configured_policy  # noqa: PLC0415 (the CLI loads the daemon lazily)
+
+    try:
+        return load_configured_policy(load_config(config_path)).retention
+    except ConfigError as exc:
+        raise click.ClickException(exc.render()) from None
+
+
 @click.command("purge")
 @store_options
-@click.option("--callback-days", type=DAYS, default=90, show_default=True, help="Keep callbacks (open or done).")
-@click.option("--incident-days", type=DAYS, default=90, show_default=True, help="Keep incidents.")
-@click.option("--audit-days", type=DAYS, default=365, show_default=True, help="Keep audit entries.")
-def purge(config_path: Path | None, db: str, callback_days: int, incident_days: int, audit_days: int) -> None:
-    """Delete what is older than its retention, in one transaction."""
+@click.option("--callback-days", type=DAYS, default=None, help="Keep callbacks (default: the policy's retention).")
+@click.option("--incident-days", type=DAYS, default=None, help="Keep incidents (default: the policy's).")
+@click.option("--audit-days", type=DAYS, default=None, help="Keep audit entries (default: the policy's).")
+def purge(
+    config_path: Path | None, db: str, callback_days: int | None, incident_days: int | None, audit_days: int | None
+) -> None:
+    """Delete what is older than its retention (the policy's, as the daemon does daily)."""
+    retention = _policy_retention(config_path)
+    callback_days = callback_days or retention.callback_days
+    incident_days = incident_days or retention.incident_days
+    audit_days = audit_days or retention.audit_days
     with open_store(config_path, db) as store:
         counts = store.purge(
             datetime.now(UTC), callback_days=callback_days, incident_days=incident_days, audit_days=audit_days

@@ -43,7 +43,7 @@ class AmiConfig(_Model):
     reconnect_min: float = Field(default=0.5, gt=0, le=60)
     reconnect_max: float = Field(default=10.0, gt=0, le=600)
     # Login event mask: only the classes the daemon reads (see docs/admin.md).
-    events: str = Field(default="system,call,user", pattern=r"^[a-z]+(,[a-z]+)*$")
+    events: str = Field(default="call,user", pattern=r"^[a-z]+(,[a-z]+)*$")
 
     @model_validator(mode="after")
     def _backoff_order(self) -> AmiConfig:
@@ -69,10 +69,9 @@ class PolicyConfig(_Model):
 
 
 class CallbacksConfig(_Model):
-    # Country calling code for numbers without one (0301234 -> +49301234).
+    # Country calling code for national numbers (0301234 -> +49301234), by libphonenumber's
+    # rules for that country.
     default_country_code: str = Field(default="49", pattern=r"^[1-9][0-9]{0,2}$")
-    # Trunk prefix dialled before national numbers (0 in most of Europe).
-    national_prefix: str = Field(default="0", pattern=r"^[0-9]?$")
 
 
 class MqttConfig(_Model):
@@ -137,6 +136,9 @@ class Config(_Model):
     http: HttpConfig = HttpConfig()
 
 
+SECRET_KEYS = frozenset({"secret", "password"})
+
+
 def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
@@ -149,7 +151,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-            msg = f"{msg} (got {err['input']!r})"
+            secret = any(str(part) in SECRET_KEYS for part in err["loc"])
+            msg = f"{msg} (got {'<hidden>' if secret else repr(err['input'])})"
         errors.append(f"{_key_path(err['loc'])}: {msg}")
     return errors
 

@@ -279,7 +279,7 @@ def _decide_end(at: Situation, memory: CallMemory) -> Decision:
         memory.warnings.append(now)
         commands = at.incident("warn") + at.move_both("warn", "end-refused")
         return at.decision(Outcome.REFUSED, refusal, commands, instead="warn")
-    return at.decision(Outcome.REFUSED, refusal, at.move_both("hold", "end-refused"), instead="nothing")
+    return at.decision(Outcome.REFUSED, refusal, at.move_both("hold", "end-refused-resume"), instead="nothing")
 
 
 # -- follow-ups reported by the dialplan ----------------------------------------------------------
@@ -326,8 +326,18 @@ def decide_caller_gone(
     (In a bridge Asterisk does this itself; in the dialplan the agent would wait for nobody.)
     """
     press = memory.origin
-    if press is None or memory.busy is None or memory.finished or hung_up != press.caller_channel:
+    if press is None or hung_up != press.caller_channel:
+        return None
+    at = Situation(press, facts, policy, now)
+    pending = memory.pending_callback
+    if pending is not None and not memory.callback_recorded:
+        # A withheld caller hung up before typing a number: the promise still stands.
+        memory.pending_callback = None
+        memory.callback_recorded = True
+        note = "caller hung up before typing a number"
+        callback = at.callback(pending.reason, pending.assignee, number=None, language=pending.language, note=note)
+        return at.decision(Outcome.APPROVED, "caller_hung_up_before_number", [StoreCallback(callback)])
+    if memory.busy is None or memory.finished:
         return None
     memory.finished = True
-    at = Situation(press, facts, policy, now)
     return at.decision(Outcome.APPROVED, "caller_hung_up_during_action", [Hangup(press.agent_channel)])

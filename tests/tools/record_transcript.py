@@ -56,7 +56,7 @@ SCENARIOS = {
 
 def record(name: str, caller_endpoint: str, number: str, agent_endpoint: str) -> None:
     full = Recorder("labtest", "labtest-secret", "on")
-    daemon_view = Recorder("callwarden", "callwarden-lab-secret", "system,call,user")
+    daemon_view = Recorder("callwarden", "callwarden-lab-secret", "call,user")
     full.start()
     daemon_view.start()
     caller = TestPhone(caller_endpoint, rtp_base=30200).start()

@@ -19,7 +19,9 @@ from callwarden.decisions import (
     SetVar,
     StoreCallback,
     StoreIncident,
+    Hangup,
     decide,
+    decide_caller_gone,
     decide_number_entered,
     decide_unanswered,
 )
@@ -92,7 +94,11 @@ def test_end_refused_with_nothing_instead(tmp_path: Path) -> None:
     )
     decision = decide(press(Hotkey.END), CallMemory(), FACTS, policy, T0)
     assert decision.outcome is Outcome.REFUSED
-    assert redirect_of(decision).context == "callwarden-caller-hold"
+    redirect = redirect_of(decision)
+    assert (redirect.context, redirect.extra_context) == (
+        "callwarden-caller-hold",
+        "callwarden-agent-end-refused-resume",
+    )
     assert not any(isinstance(c, StoreIncident) for c in decision.commands)
 
 
@@ -177,6 +183,26 @@ def test_withheld_caller_typing_nothing_is_recorded_as_such() -> None:
     assert typed.commands[0].callback.caller_number is None
     assert typed.commands[0].callback.note == "caller typed no valid number"
     assert redirect_of(typed).context == "callwarden-caller-no-number"
+
+
+def test_withheld_caller_hanging_up_before_typing_still_gets_a_callback() -> None:
+    memory = CallMemory()
+    decide(press(Hotkey.CALLBACK), memory, WITHHELD, POLICY, T0)
+    gone = decide_caller_gone(memory, CALLER, WITHHELD, POLICY, T0)
+    assert gone is not None and gone.reason == "caller_hung_up_before_number"
+    (store,) = gone.commands
+    assert isinstance(store, StoreCallback)
+    assert (store.callback.caller_number, store.callback.note) == (None, "caller hung up before typing a number")
+    assert decide_caller_gone(memory, CALLER, WITHHELD, POLICY, T0) is None  # once
+
+
+def test_caller_hanging_up_during_a_warning_releases_the_agent() -> None:
+    memory = CallMemory()
+    decide(press(Hotkey.WARN), memory, FACTS, POLICY, T0)
+    assert decide_caller_gone(memory, "PJSIP/other-1", FACTS, POLICY, T0) is None  # not our caller
+    gone = decide_caller_gone(memory, CALLER, FACTS, POLICY, T0)
+    assert gone is not None and gone.commands == (Hangup(AGENT),)
+    assert decide_caller_gone(memory, CALLER, FACTS, POLICY, T0) is None
 
 
 def test_timeout_carries_the_policy_seconds() -> None:
