@@ -54,6 +54,7 @@ from callwarden.mqtt import Publisher
 from callwarden.numbers import dialplan_keys, to_e164
 from callwarden.policy import Policy, load_policy, parse_policy
 from callwarden.records import AuditEntry, Incident
+from callwarden.resync import resync_events
 from callwarden.store import AsyncStore, StoreError, outbox
 
 log = structlog.get_logger("callwarden")
@@ -110,6 +111,7 @@ class Daemon:
             else None
         )
         self._press_times: dict[str, float] = {}  # linkedid -> when its hotkey event was read
+        self._ended_during_resync: set[str] | None = None
         self.stop_requested = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._routes: dict[type, Callable[[Any], None]] = {
@@ -125,6 +127,8 @@ class Daemon:
     # -- the flow: AMI event -> call state -> domain events -> decision -> commands ------------
 
     def on_ami_event(self, event: Frame) -> None:
+        if self._ended_during_resync is not None and event.get("Event") == "Hangup":
+            self._ended_during_resync.add(event.get("Uniqueid", ""))
         for domain_event in self.tracker.handle(event):
             self._routes[type(domain_event)](domain_event)
 
@@ -291,7 +295,27 @@ class Daemon:
             log.warning("repeat_caller_flags_failed", error=error)
 
     async def on_login(self) -> None:
-        """After every login: publish the repeat-caller flags the dialplan reads."""
+        """After every login: resync the calls, publish the repeat-caller flags."""
+        await self.resync()
+        await self.sync_flags()
+
+    async def resync(self) -> None:
+        before = set(self.tracker.channels)
+        self._ended_during_resync = set()
+        try:
+            reply = await self.ami.send_action({"Action": "CoreShowChannels"})
+            ended = self._ended_during_resync
+        finally:
+            self._ended_during_resync = None
+        messages = reply if isinstance(reply, list) else [reply]
+        snapshot = [dict(m.items()) for m in messages if m.get("Event") == "CoreShowChannel"]
+        events = resync_events(self.tracker.channels, snapshot, tracked_before=before, ended_meanwhile=ended)
+        for event in events:
+            self.on_ami_event(event)
+        log.info("calls_resynced", channels=len(snapshot), changes=len(events), calls=len(self.tracker.calls))
+
+    async def sync_flags(self) -> None:
+        """Publish the repeat-caller flags (and their display prefix) the dialplan reads."""
         rules = self.policy.repeat_callers
         prefix = rules.display_prefix if rules.enabled else ""
         await self.executor.send([SetVar(None, "CALLWARDEN_FLAG_PREFIX", prefix)])
@@ -365,7 +389,7 @@ class Daemon:
         log.info("policy_reloaded", old_version=self.policy.version, version=policy.version)
         self.policy = policy
         if self.ami.logged_in.is_set():  # the repeat-caller rules may have changed
-            self._spawn(self.on_login(), "policy-sync")
+            self._spawn(self.sync_flags(), "policy-sync")
 
     # -- lifecycle ------------------------------------------------------------------------------
 

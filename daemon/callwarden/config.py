@@ -42,6 +42,9 @@ class AmiConfig(_Model):
     action_timeout: float = Field(default=5.0, gt=0, le=120)
     reconnect_min: float = Field(default=0.5, gt=0, le=60)
     reconnect_max: float = Field(default=10.0, gt=0, le=600)
+    # Watchdog: a Ping every ping_interval seconds must be answered within ping_timeout.
+    ping_interval: float = Field(default=5.0, gt=0, le=300)
+    ping_timeout: float = Field(default=3.0, gt=0, le=60)
     # Login event mask: only the classes the daemon reads (see docs/admin.md).
     events: str = Field(default="call,user", pattern=r"^[a-z]+(,[a-z]+)*$")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -238,3 +239,64 @@ def ami_action(action: dict[str, str]) -> None:
         assert data.count(b"Response: Success") == 2, data
 
     asyncio.run(send())
+
+
+class TcpProxy:
+    """A loopback TCP relay to a port that can go silent: ``blackhole()`` stops forwarding on the
+    open connections without closing them (a half-open link); new connections relay normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = int(self._listener.getsockname()[1])
+        self._pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            silent = threading.Event()
+            self._pairs.append((client, upstream, silent))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst, silent), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, silent: threading.Event) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
+                return
+            if silent.is_set():
+                continue  # swallowed: the link looks alive to both ends, nothing gets through
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def blackhole(self) -> None:
+        for _, _, silent in self._pairs:
+            silent.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        for client, upstream, _ in self._pairs:
+            client.close()
+            upstream.close()

@@ -193,13 +193,38 @@ class AmiClient:
         self.version = manager.protocol.version if manager.protocol else None
         self.logged_in.set()
         log.info("ami_logged_in", host=self._config.host, port=self._config.port, username=self._config.username)
-        if self._on_login is not None:
-            try:
-                await self._on_login()
-            except (AmiError, TimeoutError, OSError) as exc:
-                log.warning("ami_on_login_failed", error=str(exc))
-        await self._lost.wait()
+        watchdog = asyncio.create_task(self._watchdog(manager), name="ami-watchdog")
+        try:
+            if self._on_login is not None:
+                try:
+                    await self._on_login()
+                except (AmiError, TimeoutError, OSError) as exc:
+                    log.warning("ami_on_login_failed", error=str(exc))
+            await self._lost.wait()
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
         self.reconnects += 1
+
+    async def _watchdog(self, manager: _Manager) -> None:
+        """Ping and check the reply: a link that went silent (half-open TCP) is dropped within
+        ``ping_interval + ping_timeout`` and reconnected, instead of looking connected forever."""
+        while True:
+            await asyncio.sleep(self._config.ping_interval)
+            try:
+                reply = await self._send({"Action": "Ping"}, limit=self._config.ping_timeout)
+                if reply.get("Response") == "Success":
+                    continue
+                problem = f"unexpected Ping reply: {reply.get('Response')}"
+            except TimeoutError:
+                problem = f"no Ping reply within {self._config.ping_timeout}s"
+            except AmiError as exc:
+                problem = str(exc)
+            log.warning("ami_watchdog_tripped", problem=problem)
+            if manager.protocol is not None and manager.protocol.transport is not None:
+                manager.protocol.transport.abort()  # close() would wait for a peer that reads nothing
+            return
 
     def _connection_lost(self, exc: Exception | None) -> None:
         if self.logged_in.is_set():

@@ -1,0 +1,56 @@
+"""After every AMI login: bring the call state in line with what the PBX has now.
+
+Pure: the tracked channels and Asterisk's ``CoreShowChannels`` snapshot in, the AMI-shaped
+events that reconcile them out (fed through ``CallTracker.handle`` like any event). Calls that
+started while the daemon was away become tracked (their hotkeys work); channels that ended
+meanwhile are hung up in the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from callwarden.ami.framing import Frame
+from callwarden.calls import Channel, is_local
+
+
+def resync_events(
+    tracked: Mapping[str, Channel],
+    snapshot: Iterable[Mapping[str, str]],
+    *,
+    tracked_before: Iterable[str] | None = None,
+    ended_meanwhile: Iterable[str] = (),
+) -> list[Frame]:
+    """Events are still flowing while the snapshot is taken: only channels tracked before the
+    request (``tracked_before``) can be stale, and channels whose hangup arrived meanwhile
+    (``ended_meanwhile``) are not brought back."""
+    candidates = set(tracked if tracked_before is None else tracked_before)
+    ended = set(ended_meanwhile)
+    events: list[Frame] = []
+    present: set[str] = set()
+    for item in snapshot:
+        name, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
+        if item.get("Event") != "CoreShowChannel" or not name or not uniqueid or is_local(name):
+            continue
+        present.add(uniqueid)
+        if uniqueid in ended:
+            continue
+        if uniqueid not in tracked:
+            events.append(
+                {
+                    "Event": "Newchannel",
+                    "Channel": name,
+                    "Uniqueid": uniqueid,
+                    "Linkedid": item.get("Linkedid") or uniqueid,
+                    "CallerIDNum": item.get("CallerIDNum", ""),
+                    "CallerIDName": item.get("CallerIDName", ""),
+                    "Exten": "",  # the current extension, not the one dialed: unknown after a gap
+                }
+            )
+        bridge = item.get("BridgeId", "")
+        if bridge and (uniqueid not in tracked or tracked[uniqueid].bridge != bridge):
+            events.append({"Event": "BridgeEnter", "Uniqueid": uniqueid, "BridgeUniqueid": bridge})
+    for uniqueid in list(tracked):
+        if uniqueid in candidates and uniqueid not in present:
+            events.append({"Event": "Hangup", "Uniqueid": uniqueid})
+    return events

@@ -1,0 +1,114 @@
+"""Issue 5: faults on the real lab PBX — nothing lost, nothing wrong done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from callwarden.store import Store
+from tests.integration.harness import DaemonProcess, LabPbx, TcpProxy, write_config
+from tests.sip.phone import PhoneCall, TestPhone
+
+pytestmark = pytest.mark.integration
+
+PING_INTERVAL, PING_TIMEOUT = 1.0, 1.0
+
+
+@pytest.fixture
+def proxy(pbx: LabPbx) -> Iterator[TcpProxy]:
+    relay = TcpProxy(15038)
+    yield relay
+    relay.close()
+
+
+def connect(phone: Callable[..., TestPhone], caller: str = "caller1", number: str = "100", agent: str = "agent1"):  # type: ignore[no-untyped-def]
+    caller_phone, agent_phone = phone(caller), phone(agent, auto_answer=True)
+    placed = caller_phone.call(number)
+    answered = agent_phone.next_call()
+    placed.wait_answered()
+    return placed, answered
+
+
+def callbacks_in(path: Path) -> int:
+    store = Store.open(str(path))
+    try:
+        return len(store.list_callbacks())
+    finally:
+        store.close()
+
+
+def test_half_open_ami_link_is_detected_and_reconnected_within_the_watchdog_time(
+    proxy: TcpProxy, tmp_path: Path, store_path: Path, policy_path: Path, http_port: int
+) -> None:
+    config = write_config(
+        tmp_path / "c.toml",
+        ami={"port": proxy.port, "ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT, "reconnect_min": 0.1},
+        store={"path": str(store_path)},
+        policy={"path": str(policy_path)},
+        http={"port": http_port},
+    )
+    daemon = DaemonProcess(config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        proxy.blackhole()  # the link goes silent; TCP stays up
+        tripped = daemon.wait_for("ami_watchdog_tripped", timeout=PING_INTERVAL + PING_TIMEOUT + 1.0)
+        assert "Ping" in tripped["problem"]
+        daemon.wait_for("ami_logged_in", timeout=5)  # a fresh connection through the relay
+    finally:
+        daemon.kill()
+
+
+def test_asterisk_restart_daemon_reconnects_and_handles_the_next_hotkey(
+    daemon: DaemonProcess, lab_pbx: LabPbx, phone: Callable[..., TestPhone]
+) -> None:
+    placed, _answered = connect(phone)
+    lab_pbx.stop()  # with a call up
+    daemon.wait_for("ami_connection_lost")
+    lab_pbx.start()
+    daemon.wait_for("ami_logged_in", timeout=15)
+    placed.wait_ended(10)
+    _second, second_agent = connect(phone, "caller2", "101", "agent2")
+    second_agent.press("*1")
+    made = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
+    assert (made["outcome"], made["agent"]) == ("approved", "agent2")
+
+
+def test_call_started_while_the_daemon_was_away_is_resynced_and_its_hotkey_works(
+    pbx: LabPbx, daemon_config: Path, phone: Callable[..., TestPhone]
+) -> None:
+    _placed, answered = connect(phone)  # no daemon yet
+    daemon = DaemonProcess(daemon_config).start()
+    try:
+        resynced = daemon.wait_for("calls_resynced")
+        assert resynced["calls"] == 1
+        answered.press("*1")
+        pressed = daemon.wait_for("hotkey_pressed")
+        assert pressed["caller_channel"].startswith("PJSIP/caller1-")
+        made = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
+        assert made["outcome"] == "approved"
+    finally:
+        daemon.kill()
+
+
+def test_sigkill_after_a_hotkey_and_restart_acts_once_and_records_once(
+    pbx: LabPbx, daemon_config: Path, store_path: Path, phone: Callable[..., TestPhone]
+) -> None:
+    daemon = DaemonProcess(daemon_config).start()
+    placed: PhoneCall
+    try:
+        daemon.wait_for("ami_logged_in")
+        placed, answered = connect(phone)
+        answered.press("*4")
+        daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
+    finally:
+        daemon.kill()  # SIGKILL, right after the decision
+    restarted = DaemonProcess(daemon_config).start()
+    try:
+        restarted.wait_for("calls_resynced")
+        placed.wait_ended(15)  # the caller heard the announcement and was hung up, once
+        assert callbacks_in(store_path) == 1
+        assert restarted.events("decision") == []  # nothing replayed
+    finally:
+        restarted.kill()

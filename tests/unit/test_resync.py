@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from callwarden.calls import CallTracker, HotkeyPressed
+from callwarden.resync import resync_events
+
+
+def show(name: str, uniqueid: str, linkedid: str, num: str, bridge: str = "") -> dict[str, str]:
+    return {
+        "Event": "CoreShowChannel",
+        "Channel": name,
+        "Uniqueid": uniqueid,
+        "Linkedid": linkedid,
+        "CallerIDNum": num,
+        "CallerIDName": "",
+        "BridgeId": bridge,
+    }
+
+
+def test_calls_started_while_away_become_tracked_and_their_hotkeys_work() -> None:
+    tracker = CallTracker()
+    snapshot = [
+        show("PJSIP/caller1-1", "c1", "c1", "+493012345678", "b1"),
+        show("PJSIP/agent1-2", "a1", "c1", "201", "b1"),
+        show("Local/x@y-0001;1", "l1", "c1", ""),
+    ]
+    for event in resync_events(tracker.channels, snapshot):
+        tracker.handle(event)
+    assert set(tracker.channels) == {"c1", "a1"} and set(tracker.calls) == {"c1"}
+    assert tracker.channels["c1"].bridge == "b1"
+    (pressed,) = tracker.handle(
+        {
+            "Event": "UserEvent",
+            "UserEvent": "CallwardenHotkey",
+            "Channel": "PJSIP/agent1-2",
+            "Uniqueid": "a1",
+            "Linkedid": "c1",
+            "Hotkey": "warn",
+            "BridgePeer": "PJSIP/caller1-1",
+        }
+    )
+    assert isinstance(pressed, HotkeyPressed) and pressed.caller_number == "+493012345678"
+
+
+def test_channels_gone_while_away_are_hung_up_and_known_ones_left_alone() -> None:
+    tracker = CallTracker()
+    tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/old-1", "Uniqueid": "o1", "Linkedid": "o1"})
+    tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/kept-2", "Uniqueid": "k1", "Linkedid": "k1"})
+    events = resync_events(tracker.channels, [show("PJSIP/kept-2", "k1", "k1", "")])
+    assert events == [{"Event": "Hangup", "Uniqueid": "o1"}]
+    for event in events:
+        tracker.handle(event)
+    assert set(tracker.channels) == {"k1"} and set(tracker.calls) == {"k1"}
+
+
+def test_nothing_to_do_when_in_sync() -> None:
+    tracker = CallTracker()
+    tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/a-1", "Uniqueid": "u", "Linkedid": "u"})
+    assert resync_events(tracker.channels, [show("PJSIP/a-1", "u", "u", "")]) == []
+    assert resync_events({}, [{"Event": "CoreShowChannelsComplete"}, {"Event": "CoreShowChannel"}]) == []
+
+
+def test_events_during_the_snapshot_win_over_it() -> None:
+    tracker = CallTracker()
+    # Tracked while the CoreShowChannels request was under way: not in the older snapshot.
+    tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/new-1", "Uniqueid": "n1", "Linkedid": "n1"})
+    snapshot = [show("PJSIP/gone-2", "g1", "g1", "")]  # hung up while the snapshot travelled
+    events = resync_events(tracker.channels, snapshot, tracked_before=set(), ended_meanwhile={"g1"})
+    assert events == []
