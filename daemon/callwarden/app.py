@@ -59,7 +59,8 @@ from callwarden.store import AsyncStore, StoreError, outbox
 
 log = structlog.get_logger("callwarden")
 
-SHUTDOWN_GRACE = 1.5  # seconds: SIGTERM to exit stays well under 2 s
+INFLIGHT_GRACE = 0.5  # seconds for actions under way to finish on SIGTERM
+SHUTDOWN_GRACE = 1.0  # seconds to say goodbye to the broker and AMI: exit stays under 2 s
 PURGE_INTERVAL = 24 * 3600
 HEALTH_INTERVAL = 1.0  # seconds between health snapshots
 STORE_CHECK_EVERY = 10  # health snapshots between real store writes
@@ -112,6 +113,7 @@ class Daemon:
         )
         self._press_times: dict[str, float] = {}  # linkedid -> when its hotkey event was read
         self._ended_during_resync: set[str] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()  # per-call work, finished on shutdown
         self.stop_requested = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._routes: dict[type, Callable[[Any], None]] = {
@@ -267,7 +269,9 @@ class Daemon:
             coro.close()
             log.warning("dropped_before_start", task=name)
             return
-        self._tasks.create_task(self._guard(coro, name), name=name)
+        task = self._tasks.create_task(self._guard(coro, name), name=name)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     @staticmethod
     async def _guard(coro: Coroutine[Any, Any, object], name: str) -> None:
@@ -366,6 +370,7 @@ class Daemon:
             self.metrics.mqtt_connected.set(1 if mqtt == "connected" else 0)
             self.metrics.outbox_depth.set(depth)
             self.metrics.tracked_calls.set(len(self.tracker.calls))
+            self.metrics.tasks.set(len(asyncio.all_tasks()))
             if self.ami.reconnects > last_reconnects:
                 self.metrics.ami_reconnects.inc(self.ami.reconnects - last_reconnects)
                 last_reconnects = self.ami.reconnects
@@ -437,7 +442,11 @@ class Daemon:
 
     async def _wait_for_stop(self) -> None:
         await self.stop_requested.wait()
-        log.info("shutdown")
+        log.info("shutdown", inflight=len(self._inflight))
+        if self._inflight:  # let actions under way finish (bounded); the rest is cancelled
+            _, pending = await asyncio.wait(set(self._inflight), timeout=INFLIGHT_GRACE)
+            if pending:
+                log.warning("shutdown_abandoned", tasks=sorted(t.get_name() for t in pending))
         try:
             async with asyncio.timeout(SHUTDOWN_GRACE):
                 if self.publisher is not None:

@@ -14,7 +14,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
 
 log = structlog.get_logger("callwarden.http")
 
@@ -45,6 +45,8 @@ class Metrics:
         self.mqtt_connected = Gauge("callwarden_mqtt_connected", "1 while connected to the broker", registry=r)
         self.outbox_depth = Gauge("callwarden_outbox_depth", "Events waiting to be published", registry=r)
         self.tracked_calls = Gauge("callwarden_tracked_calls", "Calls the daemon tracks", registry=r)
+        self.tasks = Gauge("callwarden_asyncio_tasks", "asyncio tasks alive (leak check)", registry=r)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, ...
 
 
 @dataclass(frozen=True)
