@@ -11,14 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, DaemonProcess, LabPbx, Mosquitto, free_tcp_port, write_config
+from tests.integration.harness import (
+    REPO,
+    DaemonProcess,
+    LabPbx,
+    Mosquitto,
+    exclusive_lab,
+    free_tcp_port,
+    write_config,
+)
 from tests.sip.phone import TestPhone, wait_until
 
 _rtp_ports = itertools.count(31000, 20)
 
 
 @pytest.fixture(scope="session")
-def lab_pbx() -> Iterator[LabPbx]:
+def lab_lock() -> Iterator[None]:
+    with exclusive_lab():
+        yield
+
+
+@pytest.fixture(scope="session")
+def lab_pbx(lab_lock: None) -> Iterator[LabPbx]:
     pbx = LabPbx()
     was_running = pbx.running()
     pbx.start()

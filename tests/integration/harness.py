@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,23 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_PBX = REPO / "scripts" / "lab-pbx"
 
 LogRecord = dict[str, Any]
+
+
+LAB_LOCK = Path(os.environ.get("CALLWARDEN_LAB_DIR", "/var/lib/callwarden-lab")) / "tests.lock"
+
+
+@contextlib.contextmanager
+def exclusive_lab() -> Iterator[None]:
+    """One test session, soak or benchmark at a time drives the lab PBX: its ports and
+    endpoints are shared, so a second run on the same machine waits here instead of colliding."""
+    LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LAB_LOCK.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {LAB_LOCK}: another run uses the lab PBX", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class LabPbx:

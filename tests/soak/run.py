@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tests.integration.harness import REPO, DaemonProcess, LabPbx, free_tcp_port, write_config
+from tests.integration.harness import REPO, DaemonProcess, LabPbx, exclusive_lab, free_tcp_port, write_config
 from tests.sip.phone import TestPhone, wait_until
 
 WARMUP_ROUNDS = 3
@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--json", type=Path, help="write the report here too")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="callwarden-soak-") as workdir:
+    with exclusive_lab(), tempfile.TemporaryDirectory(prefix="callwarden-soak-") as workdir:
         report = soak(args.minutes * 60, Path(workdir))
     text = json.dumps(report.as_dict(), indent=2)
     print(text)
