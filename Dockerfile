@@ -7,7 +7,8 @@
 # Runs as the unprivileged user callwarden (uid/gid 10001). The store (SQLite) lives on the
 # volume /var/lib/callwarden. The config is /etc/callwarden/callwarden.toml: the image ships
 # the sample (config/callwarden.toml, lab defaults); mount your own over it. Exit codes:
-# 0 stopped, 77 AMI login refused, 78 bad configuration (do not restart on those two).
+# 0 stopped, 1 error (e.g. metrics port taken), 74 store cannot be opened, 77 AMI login
+# refused, 78 bad configuration (do not restart on 77 and 78).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -146,7 +146,7 @@ class Daemon:
 
     def on_hotkey(self, press: HotkeyPressed) -> None:
         started = time.perf_counter()
-        self._press_times[press.linkedid] = started
+        self._press_times.setdefault(press.linkedid, started)  # the first press starts the clock
         self.metrics.hotkeys.labels(press.hotkey.value).inc()
         log.info(
             "hotkey_pressed",
@@ -312,6 +312,11 @@ class Daemon:
         finally:
             self._ended_during_resync = None
         messages = reply if isinstance(reply, list) else [reply]
+        if not messages or messages[0].get("Response") not in ("Success", None, ""):
+            # Refused (e.g. no 'reporting' write class): keep what we track rather than drop it.
+            error = messages[0].get("Message", "no reply") if messages else "no reply"
+            log.warning("calls_resync_refused", error=error, hint="the AMI user needs write = call,reporting")
+            return
         snapshot = [dict(m.items()) for m in messages if m.get("Event") == "CoreShowChannel"]
         events = resync_events(self.tracker.channels, snapshot, tracked_before=before, ended_meanwhile=ended)
         for event in events:
@@ -346,8 +351,11 @@ class Daemon:
 
     async def _purge_daily(self) -> None:
         while True:
-            await self.purge()
-            await self.store.run(lambda store: outbox.purge_published(store, dt.datetime.now(dt.UTC)))
+            try:
+                await self.purge()
+                await self.store.run(lambda store: outbox.purge_published(store, dt.datetime.now(dt.UTC)))
+            except StoreError as exc:  # retried tomorrow; /healthz shows a store that fails
+                log.error("purge_failed", error=str(exc))
             await asyncio.sleep(PURGE_INTERVAL)
 
     async def _watch_health(self) -> None:
@@ -361,7 +369,10 @@ class Daemon:
                 except StoreError as exc:
                     store_state = f"failing: {exc}"
             rounds += 1
-            depth = await self.store.run(outbox.depth) if self.publisher is not None else 0
+            try:
+                depth = await self.store.run(outbox.depth) if self.publisher is not None else 0
+            except StoreError as exc:
+                store_state, depth = f"failing: {exc}", -1
             ami_up = self.ami.logged_in.is_set()
             mqtt = "disabled"
             if self.publisher is not None:

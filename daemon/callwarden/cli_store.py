@@ -336,7 +336,8 @@ def _policy_retention(config_path: Path | None) -> RetentionRules:
     try:
         return load_configured_policy(load_config(config_path)).retention
     except ConfigError as exc:
-        raise click.ClickException(exc.render()) from None
+        click.echo(exc.render(), err=True)
+        sys.exit(78)  # as every command: a bad configuration is EX_CONFIG
 
 
 @click.command("purge")

@@ -40,7 +40,9 @@ class Metrics:
             buckets=ANNOUNCE_BUCKETS,
             registry=r,
         )
-        self.ami_reconnects = Counter("callwarden_ami_reconnects", "AMI sessions lost and re-established", registry=r)
+        self.ami_reconnects = Counter(
+            "callwarden_ami_reconnects", "AMI sessions lost (each followed by a reconnect attempt)", registry=r
+        )
         self.ami_logged_in = Gauge("callwarden_ami_logged_in", "1 while logged in to AMI", registry=r)
         self.mqtt_connected = Gauge("callwarden_mqtt_connected", "1 while connected to the broker", registry=r)
         self.outbox_depth = Gauge("callwarden_outbox_depth", "Events waiting to be published", registry=r)

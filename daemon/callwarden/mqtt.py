@@ -21,7 +21,7 @@ import structlog
 
 from callwarden.ami.client import reconnect_delay
 from callwarden.config import MqttConfig
-from callwarden.store import AsyncStore, outbox
+from callwarden.store import AsyncStore, StoreError, outbox
 
 log = structlog.get_logger("callwarden.mqtt")
 
@@ -87,6 +87,8 @@ class Publisher:
                         session.create_task(self._watch(client), name="mqtt-watch")
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt_disconnected", error=str(group.exceptions[0]), attempt=attempt)
+            except* StoreError as group:  # events stay in the outbox; try again after a pause
+                log.error("mqtt_outbox_unreadable", error=str(group.exceptions[0]), attempt=attempt)
             delay = reconnect_delay(attempt, self._config.reconnect_min, self._config.reconnect_max)
             attempt += 1
             await asyncio.sleep(delay)

@@ -1,7 +1,8 @@
 """The policy supervisors approve: who may do what, when an end is allowed, where hand-overs go.
 
-Loaded from TOML (config/policy.toml), validated strictly (unknown keys, unknown groups or
-routing targets are errors naming the key), frozen. The questions the decision engine asks
+Loaded from TOML (config/policy.toml), validated strictly (unknown keys, malformed names and
+dial targets are errors naming the key; a permission name that is not a group is taken as an
+agent's endpoint name), frozen. The questions the decision engine asks
 are pure methods here, so they are unit-tested without any I/O.
 """
 
