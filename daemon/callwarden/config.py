@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from callwarden.pbx_files import check_features, check_prompts
+
 
 class ConfigError(Exception):
     """Invalid configuration; ``errors`` holds one ``key.path: message`` line per problem."""
@@ -129,6 +131,36 @@ class HttpConfig(_Model):
         return host
 
 
+class PbxConfig(_Model):
+    """Optional: the PBX-side files, checked at start-up and by check-config when named."""
+
+    features_file: Path | None = None  # the deployed dialplan/features_callwarden.conf
+    sounds_dir: Path | None = None  # Asterisk's sounds directory, e.g. /usr/share/asterisk/sounds
+    languages: list[str] = Field(default_factory=lambda: ["en", "de"])
+
+    @field_validator("features_file")
+    @classmethod
+    def _features(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        problems = check_features(text)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return path
+
+    @model_validator(mode="after")
+    def _prompts(self) -> PbxConfig:
+        if self.sounds_dir is not None:
+            problems = check_prompts(self.sounds_dir, self.languages)
+            if problems:
+                raise ValueError("sounds_dir: " + "; ".join(problems))
+        return self
+
+
 class Config(_Model):
     ami: AmiConfig = AmiConfig()
     log: LogConfig = LogConfig()
@@ -137,6 +169,7 @@ class Config(_Model):
     callbacks: CallbacksConfig = CallbacksConfig()
     mqtt: MqttConfig = MqttConfig()
     http: HttpConfig = HttpConfig()
+    pbx: PbxConfig = PbxConfig()
 
 
 SECRET_KEYS = frozenset({"secret", "password"})

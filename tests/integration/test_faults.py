@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -112,3 +113,25 @@ def test_sigkill_after_a_hotkey_and_restart_acts_once_and_records_once(
         assert restarted.events("decision") == []  # nothing replayed
     finally:
         restarted.kill()
+
+
+def test_sigterm_during_an_action_exits_zero_within_2s_and_the_store_is_consistent(
+    pbx: LabPbx, daemon_config: Path, store_path: Path, phone: Callable[..., TestPhone]
+) -> None:
+    daemon = DaemonProcess(daemon_config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        _placed, answered = connect(phone)
+        answered.press("*4")
+        daemon.wait_for("hotkey_pressed")
+        daemon.proc.send_signal(signal.SIGTERM)  # while the decision is being carried out
+        assert daemon.proc.wait(2.0) == 0
+    finally:
+        daemon.kill()
+    store = Store.open(str(store_path))
+    try:
+        decided = [r for r in store.list_audit() if r.action == "callback"]
+        # All or nothing: the callback and its decision were committed together, or neither.
+        assert len(store.list_callbacks()) == len(decided) <= 1
+    finally:
+        store.close()
