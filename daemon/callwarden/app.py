@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import secrets
 import signal
 import time
 import tomllib
@@ -29,9 +30,11 @@ from callwarden.calls import (
     CallTracker,
     ChannelBridged,
     ChannelHungUp,
+    FrameTampered,
     HandoverUnanswered,
     Hotkey,
     HotkeyPressed,
+    HotkeyRejected,
     StepReported,
     UnknownHotkey,
 )
@@ -93,11 +96,19 @@ class Daemon:
         self.config = config
         self.policy = policy
         self.store = store
-        self.tracker = CallTracker()
+        self.hotkey_token = (
+            config.ami.hotkey_token.get_secret_value() if config.ami.hotkey_token else secrets.token_urlsafe(24)
+        )
+        self.tracker = CallTracker(hotkey_token=self.hotkey_token)
         self.memory: dict[str, CallMemory] = {}  # by Linkedid
         self.ends: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.metrics = Metrics()
-        self.ami = AmiClient(config=config.ami, on_event=self.on_ami_event, on_login=self.on_login)
+        self.ami = AmiClient(
+            config=config.ami,
+            on_event=self.on_ami_event,
+            on_login=self.on_login,
+            read_events=self.tracker.subscribed,  # what on_ami_event reads: the rest is dropped unparsed
+        )
         self.publisher = Publisher(config=config.mqtt, store=store) if config.mqtt.enabled else None
         self.executor = Executor(
             ami=self.ami,
@@ -118,6 +129,8 @@ class Daemon:
         self._tasks: asyncio.TaskGroup | None = None
         self._routes: dict[type, Callable[[Any], None]] = {
             HotkeyPressed: self.on_hotkey,
+            HotkeyRejected: self.on_hotkey_rejected,
+            FrameTampered: self.on_frame_tampered,
             UnknownHotkey: self.on_unknown_hotkey,
             StepReported: self.on_step,
             HandoverUnanswered: self.on_unanswered,
@@ -176,6 +189,36 @@ class Daemon:
         while times and times[0] < time.monotonic() - 3600:
             times.popleft()
         return len(times)
+
+    def on_hotkey_rejected(self, event: HotkeyRejected) -> None:
+        """Not acted on, but never silent: an audit row, then a log line and a metric."""
+        self.metrics.hotkeys_rejected.labels(event.reason.value).inc()
+        entry = AuditEntry(
+            at=dt.datetime.now(dt.UTC),
+            linkedid=event.linkedid or "unknown",
+            agent=None,
+            caller_number=None,
+            action=event.hotkey,
+            outcome="rejected",
+            reason=event.reason.value,
+            policy_version=self.policy.version,
+            detail={"agent_channel": event.agent_channel},
+        )
+        self._spawn(self._audit_rejection(entry, event), "rejected-hotkey")
+
+    async def _audit_rejection(self, entry: AuditEntry, event: HotkeyRejected) -> None:
+        await self.store.add_audit(entry)
+        log.warning(
+            "hotkey_rejected",
+            reason=event.reason.value,
+            hotkey=event.hotkey,
+            agent_channel=event.agent_channel,
+            linkedid=event.linkedid,
+        )
+
+    def on_frame_tampered(self, event: FrameTampered) -> None:
+        self.metrics.frames_tampered.inc()
+        log.warning("ami_frame_tampered", ami_event=event.event, user_event=event.user_event or None)
 
     def on_unknown_hotkey(self, event: UnknownHotkey) -> None:
         log.warning("hotkey_unknown", name=event.name, agent_channel=event.agent_channel, linkedid=event.linkedid)
@@ -299,7 +342,10 @@ class Daemon:
             log.warning("repeat_caller_flags_failed", error=error)
 
     async def on_login(self) -> None:
-        """After every login: resync the calls, publish the repeat-caller flags."""
+        """After every login: the hotkey token for the dialplan, the calls, the flags."""
+        error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
+        if error:
+            log.error("hotkey_token_not_set", error=error)
         await self.resync()
         await self.sync_flags()
 

@@ -3,13 +3,21 @@
 Calls are keyed by Linkedid (one call = every channel Asterisk links to it), so one hotkey
 acts on one call however many channels it has. ``Local/`` channels are dropped: they are
 plumbing (queues, followme) and would otherwise show every party twice.
+
+A hotkey is acted on only when its event is bound to a live agent channel (see
+:meth:`CallTracker.trusted_agent` and docs/reliability.md): whoever can raise a
+``CallwardenHotkey`` UserEvent (an AMI user with the ``user`` write class, or a caller whose
+text breaks out of an AMI header line) must not be able to end somebody else's call.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from callwarden.ami.framing import TAMPERED_HEADER
 
 AmiEvent = Mapping[str, str]
 
@@ -29,6 +37,19 @@ STEP_USEREVENT = "CallwardenStep"
 UNANSWERED_USEREVENT = "CallwardenHandoverUnanswered"
 NUMBER_USEREVENT = "CallwardenCallbackNumber"
 MAX_TYPED_DIGITS = 20
+MAX_CHANNEL_NAME = 256  # Asterisk's own limit is AST_CHANNEL_NAME (80)
+MAX_REPORTED_NAME = 40  # an unknown hotkey's name, as logged
+HOTKEY_TOKEN_HEADER = "Token"  # see CallTracker(hotkey_token=...)
+
+
+class HotkeyRejection(StrEnum):
+    """Why a CallwardenHotkey event was not acted on (counted in ``CallTracker.rejected``)."""
+
+    BAD_CHANNEL = "bad_channel"  # no channel name, or one no PBX would give (control chars, "/...")
+    LOCAL_CHANNEL = "local_channel"  # Local/ channels are plumbing, never an agent's phone
+    UNTRACKED_CHANNEL = "untracked_channel"  # no live channel of that name (hung up, forged)
+    UNIQUEID_MISMATCH = "uniqueid_mismatch"  # the event's Uniqueid is not that channel's
+    BAD_TOKEN = "bad_token"  # a token is required and the event's is missing or wrong
 
 
 @dataclass(slots=True)
@@ -56,7 +77,8 @@ class HotkeyPressed:
     agent_endpoint: str
     caller_channel: str | None
     caller_number: str | None
-    caller_name: str | None
+    caller_name: str | None  # as Asterisk delivered it (may hold any text: store it, never send it)
+    agent_uniqueid: str = ""  # the agent channel's Uniqueid, which the event carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +88,30 @@ class UnknownHotkey:
     name: str
     agent_channel: str
     linkedid: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTampered:
+    """An event whose identity headers were repeated (caller-injected): ignored whole."""
+
+    event: str
+    user_event: str
+
+
+@dataclass(frozen=True, slots=True)
+class HotkeyRejected:
+    """A CallwardenHotkey event the trust rule refused (values made printable and short: they
+    may come from a forger)."""
+
+    reason: HotkeyRejection
+    hotkey: str
+    agent_channel: str
+    linkedid: str
+
+
+def printable(value: str, limit: int = MAX_REPORTED_NAME) -> str:
+    """For logs and the audit trail: control characters replaced, length bounded."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in value[:limit])
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +154,8 @@ class ChannelHungUp:
 
 DomainEvent = (
     HotkeyPressed
+    | HotkeyRejected
+    | FrameTampered
     | UnknownHotkey
     | StepReported
     | HandoverUnanswered
@@ -128,6 +176,17 @@ def is_local(channel_name: str) -> bool:
     return channel_name.startswith("Local/")
 
 
+def plausible_channel(name: str) -> bool:
+    """A name Asterisk could have given a channel: ``Tech/resource``, printable, bounded.
+
+    Not a regex (``/...`` selects every matching channel in Hangup), no control characters
+    (they could break out of an AMI header line), not absurdly long.
+    """
+    if not name or len(name) > MAX_CHANNEL_NAME or name.startswith("/") or "/" not in name:
+        return False
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+
+
 def _number(value: str) -> str:
     # Asterisk reports an absent caller ID as "<unknown>" (or an empty header).
     return "" if value in ("", "<unknown>") else value
@@ -141,10 +200,21 @@ class CallTracker:
     one dict lookup.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, hotkey_token: str | None = None) -> None:
+        """``hotkey_token``: when set, a hotkey event must also carry it (header ``Token``).
+
+        The channel rule alone cannot tell a whole event forged inside an unescaped header
+        value (Asterisk 22 escapes caller ID *names* in AMI, not caller ID *numbers*) from a
+        real one; a secret only the dialplan and the daemon know can (docs/reliability.md).
+        """
+        self._hotkey_token = hotkey_token.encode() if hotkey_token else None
         self.calls: dict[str, Call] = {}
         self.channels: dict[str, Channel] = {}  # by Uniqueid
         self._by_name: dict[str, str] = {}  # channel name -> Uniqueid
+        # Hotkey events not acted on, by reason (a handful of keys: bounded; for metrics).
+        self.rejected: dict[HotkeyRejection, int] = dict.fromkeys(HotkeyRejection, 0)
+        self.tampered = 0  # frames that repeated an identity header (injected by a caller)
+        self.last_rejection: HotkeyRejection | None = None
         self._routes: dict[str, Callable[[AmiEvent], list[DomainEvent]]] = {
             "Newchannel": self._on_newchannel,
             "NewCallerid": self._on_newcallerid,
@@ -162,6 +232,14 @@ class CallTracker:
         route = self._routes.get(event.get("Event", ""))
         if route is None:
             return []
+        if TAMPERED_HEADER in event:
+            # Caller-injected headers (framing.parse_frame): none of its values can be trusted,
+            # not even a Hangup's (a forged frame may repeat a header on purpose). A channel
+            # whose Hangup is dropped stays tracked: bounded by the hostile caller's own calls.
+            self.tampered += 1
+            return [
+                FrameTampered(event=printable(event.get("Event", "")), user_event=printable(event.get("UserEvent", "")))
+            ]
         return route(event)
 
     def channel_by_name(self, name: str) -> Channel | None:
@@ -172,8 +250,8 @@ class CallTracker:
 
     def _on_newchannel(self, event: AmiEvent) -> list[DomainEvent]:
         name, uniqueid = event.get("Channel", ""), event.get("Uniqueid", "")
-        if not name or not uniqueid or is_local(name):
-            return []
+        if not name or not uniqueid or is_local(name) or uniqueid in self.channels:
+            return []  # Asterisk never reuses a Uniqueid: a repeat is no new channel
         linkedid = event.get("Linkedid") or uniqueid
         channel = Channel(
             name=name,
@@ -246,34 +324,89 @@ class CallTracker:
     def _on_hotkey(self, event: AmiEvent) -> list[DomainEvent]:
         agent_channel = event.get("Channel", "")
         if not agent_channel:
+            self.rejected[HotkeyRejection.BAD_CHANNEL] += 1
             return []
-        linkedid = event.get("Linkedid") or event.get("Uniqueid", "")
         name = event.get("Hotkey", "")
         try:
             hotkey = Hotkey(name)
         except ValueError:
-            return [UnknownHotkey(name=name, agent_channel=agent_channel, linkedid=linkedid)]
-        caller = self._caller_for(agent_channel, event.get("Uniqueid", ""), linkedid, event.get("BridgePeer", ""))
+            # Reported (a dialplan typo shows up in the log), never acted on.
+            linkedid = event.get("Linkedid") or event.get("Uniqueid", "")
+            return [
+                UnknownHotkey(
+                    name=name[:MAX_REPORTED_NAME],
+                    agent_channel=agent_channel[:MAX_CHANNEL_NAME],
+                    linkedid=linkedid[:MAX_CHANNEL_NAME],
+                )
+            ]
+        agent = self.trusted_agent(event)
+        if agent is None:
+            assert self.last_rejection is not None
+            return [
+                HotkeyRejected(
+                    reason=self.last_rejection,
+                    hotkey=hotkey.value,
+                    agent_channel=printable(agent_channel, MAX_CHANNEL_NAME),
+                    linkedid=printable(event.get("Linkedid", ""), MAX_CHANNEL_NAME),
+                )
+            ]
+        peer = event.get("BridgePeer", "")
+        caller = self._caller_for(agent, peer if plausible_channel(peer) else "")
         return [
             HotkeyPressed(
                 hotkey=hotkey,
-                linkedid=linkedid,
-                agent_channel=agent_channel,
-                agent_endpoint=endpoint_of(agent_channel),
+                linkedid=agent.linkedid,
+                agent_channel=agent.name,
+                agent_endpoint=endpoint_of(agent.name),
                 caller_channel=caller.name if caller else None,
                 caller_number=(caller.number or None) if caller else None,
                 caller_name=(caller.caller_name or None) if caller else None,
+                agent_uniqueid=agent.uniqueid,
             )
         ]
 
-    def _caller_for(self, agent_channel: str, agent_uniqueid: str, linkedid: str, peer: str) -> Channel | None:
+    def trusted_agent(self, event: AmiEvent) -> Channel | None:
+        """The live agent channel a CallwardenHotkey event is bound to, or None (counted).
+
+        The rule: the event's ``Channel`` names a tracked, non-Local channel, its ``Uniqueid``
+        is that channel's and, if the tracker has a token, its ``Token`` is that token. A
+        dialplan ``UserEvent()`` always carries its channel's snapshot (Channel ... Uniqueid,
+        Linkedid) ahead of the event's own headers, so a press on a real phone passes; an AMI
+        ``UserEvent`` action carries only the headers its sender chose. Of a repeated header
+        the first counts: a Uniqueid smuggled in ahead of the real one (in a caller ID number,
+        which Asterisk does not escape) gets the press rejected, never redirected to another
+        call. A whole event forged that way is stopped only by the token. The call acted on is
+        the channel's own Linkedid, never the event's.
+        """
+        name = event.get("Channel", "")
+        reason: HotkeyRejection | None = None
+        channel: Channel | None = None
+        if not plausible_channel(name):
+            reason = HotkeyRejection.BAD_CHANNEL
+        elif is_local(name):
+            reason = HotkeyRejection.LOCAL_CHANNEL
+        elif (channel := self.channel_by_name(name)) is None:
+            reason = HotkeyRejection.UNTRACKED_CHANNEL
+        elif event.get("Uniqueid", "") != channel.uniqueid:
+            reason = HotkeyRejection.UNIQUEID_MISMATCH
+        elif self._hotkey_token is not None and not hmac.compare_digest(
+            event.get(HOTKEY_TOKEN_HEADER, "").encode(), self._hotkey_token
+        ):
+            reason = HotkeyRejection.BAD_TOKEN
+        self.last_rejection = reason
+        if reason is not None:
+            self.rejected[reason] += 1
+            return None
+        return channel
+
+    def _caller_for(self, agent: Channel, peer: str) -> Channel | None:
         """The agent's other party: the bridge peer, else the channel that started the call."""
         if peer and not is_local(peer):
             found = self.channel_by_name(peer)
             if found is not None:
                 return found
-            return Channel(name=peer, uniqueid="", linkedid=linkedid, number="", caller_name="")
-        origin = self.channels.get(linkedid)
-        if origin is None or origin.uniqueid == agent_uniqueid or origin.name == agent_channel:
+            return Channel(name=peer, uniqueid="", linkedid=agent.linkedid, number="", caller_name="")
+        origin = self.channels.get(agent.linkedid)
+        if origin is None or origin.uniqueid == agent.uniqueid or origin.name == agent.name:
             return None
         return origin

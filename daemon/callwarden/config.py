@@ -8,6 +8,7 @@ must not silently fall back to a default.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -49,6 +50,27 @@ class AmiConfig(_Model):
     ping_timeout: float = Field(default=3.0, gt=0, le=60)
     # Login event mask: only the classes the daemon reads (see docs/admin.md).
     events: str = Field(default="call,user", pattern=r"^[a-z]+(,[a-z]+)*$")
+    # Shared secret the dialplan adds to every hotkey event (global CALLWARDEN_HOTKEY_TOKEN,
+    # set by the daemon after each login): an event forged through a caller ID lacks it.
+    # None: a random one per daemon start (set the same value on every node sharing a PBX).
+    hotkey_token: SecretStr | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _no_raw_classes(cls, events: str) -> str:
+        raw = {"dialplan", "all", "on"} & set(events.split(","))
+        if raw:
+            raise ValueError(
+                f"{', '.join(sorted(raw))}: these classes carry caller data unescaped (docs/reliability.md)"
+            )
+        return events
+
+    @field_validator("hotkey_token")
+    @classmethod
+    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token.get_secret_value()):
+            raise ValueError("must be 16-128 characters of A-Z a-z 0-9 _ -")
+        return token
 
     @model_validator(mode="after")
     def _backoff_order(self) -> AmiConfig:

@@ -27,6 +27,12 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.hotkeys = Counter("callwarden_hotkeys", "Hotkey presses", ["action"], registry=r)
+        self.hotkeys_rejected = Counter(
+            "callwarden_hotkeys_rejected", "Hotkey events refused by the trust rule", ["reason"], registry=r
+        )
+        self.frames_tampered = Counter(
+            "callwarden_ami_frames_tampered", "AMI events with repeated identity headers, ignored", registry=r
+        )
         self.decisions = Counter("callwarden_decisions", "Decisions", ["action", "outcome"], registry=r)
         self.hotkey_to_action = Histogram(
             "callwarden_hotkey_to_action_seconds",

@@ -89,6 +89,18 @@ class LabPbx:
             all(any(c.startswith(f"PJSIP/{e}-") for c in channels) for e in endpoints) for channels in self.bridges()
         )
 
+    def hotkey_token(self) -> str:
+        """The token the daemon set for the dialplan's hotkey events (a PBX global)."""
+        match = re.search(r"CALLWARDEN_HOTKEY_TOKEN=(\S+)", self.cli("dialplan show globals"))
+        if match is None:
+            raise AssertionError("no CALLWARDEN_HOTKEY_TOKEN on the PBX: is a daemon logged in?")
+        return match.group(1)
+
+    def inject_hotkey(self, headers: dict[str, str]) -> None:
+        """A CallwardenHotkey event as the dialplan raises it (token included), injected through
+        the test AMI user; the headers say which channel, Uniqueid... it claims."""
+        ami_action({"Action": "UserEvent", "UserEvent": "CallwardenHotkey", "Token": self.hotkey_token(), **headers})
+
     def channels(self) -> list[str]:
         out = self.cli("core show channels concise")
         return [line.split("!", 1)[0] for line in out.splitlines() if "!" in line]
@@ -159,7 +171,7 @@ class DaemonProcess:
     proc: subprocess.Popen[str] = field(init=False)
     records: list[LogRecord] = field(default_factory=list)
     _queue: queue.Queue[LogRecord | None] = field(default_factory=queue.Queue)
-    _seen: int = 0
+    _returned: set[int] = field(default_factory=set)
     raw_lines: list[str] = field(default_factory=list)
 
     def start(self) -> DaemonProcess:
@@ -186,9 +198,16 @@ class DaemonProcess:
         self._queue.put(None)
 
     def wait_for(self, event: str, timeout: float = 15, where: Callable[[LogRecord], bool] | None = None) -> LogRecord:
-        """The next log record named ``event`` (matching ``where``), in order of arrival."""
+        """The first log record named ``event`` (matching ``where``) not returned before,
+        waiting for it if need be: records read while waiting for another stay available."""
         deadline = time.monotonic() + timeout
         while True:
+            for index, record in enumerate(self.records):
+                if index in self._returned or record.get("event") != event:
+                    continue
+                if where is None or where(record):
+                    self._returned.add(index)
+                    return record
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"daemon logged no {event!r} within {timeout}s; log:\n{self.tail()}")
@@ -200,8 +219,12 @@ class DaemonProcess:
                 self._queue.put(None)
                 raise RuntimeError(f"daemon exited ({self.proc.poll()}) before logging {event!r}:\n{self.tail()}")
             self.records.append(record)
-            if record.get("event") == event and (where is None or where(record)):
-                return record
+
+    def forget(self) -> None:
+        """Drop the records read so far (long runs: the soak)."""
+        self.records.clear()
+        self._returned.clear()
+        self.raw_lines.clear()
 
     def tail(self, lines: int = 40) -> str:
         return "".join(self.raw_lines[-lines:])

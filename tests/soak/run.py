@@ -115,7 +115,7 @@ def soak(seconds: float, workdir: Path) -> Report:
         while time.monotonic() - started < seconds or rounds <= WARMUP_ROUNDS:
             one_round(daemon, caller, agent, pbx, rounds)
             rounds += 1
-            daemon.records.clear()  # the soak's own memory stays flat too
+            daemon.forget()  # the soak's own memory stays flat too
             if rounds == WARMUP_ROUNDS:
                 warm = settled(http_port, rounds)
         assert warm is not None

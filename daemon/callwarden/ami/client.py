@@ -5,6 +5,8 @@ What it does not do well is replaced here (see docs/reliability.md and the lab f
 
 * reading: frames are decoded by :mod:`callwarden.ami.framing` (UTF-8 safe, bounded) and
   events go to one synchronous callback, without a ``Message`` object or a Task per event;
+  an event the callback does not read (``read_events``) is dropped after a look at its first
+  line, unparsed: with every event class on, that is most of the stream (docs/benchmarks.md);
 * login: sent and awaited by us, so "connected" means logged in, and a refused login is an
   error, not a silent retry;
 * reconnect: our supervised loop with capped, jittered backoff instead of a fixed 2 s timer;
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -56,13 +58,19 @@ def reconnect_delay(attempt: int, low: float, high: float, rand: Callable[[], fl
     return float(cap / 2 + rand() * cap / 2)
 
 
+EVENT_PREFIX = "Event: "
+ACTION_ID_HEADER = "\r\nActionID: "
+
+
 class _Protocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with our read path."""
 
-    def __init__(self, manager: _Manager, sink: EventSink) -> None:
+    def __init__(self, manager: _Manager, sink: EventSink, read_events: frozenset[str] | None = None) -> None:
         self._manager = manager
         self._sink = sink
+        self._read_events = read_events
         self._decoder = FrameDecoder()
+        self.skipped = 0  # events dropped unparsed (nobody reads them)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -70,8 +78,19 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         dropped = self._decoder.dropped
+        wanted = self._read_events
+        frame_received = self._frame_received
         for text in self._decoder.feed(data):
-            self._frame_received(text)
+            # Events open with their "Event:" line; of a repeated header the first counts (as in
+            # parse_frame), so that line names the event. One nobody reads is dropped here,
+            # unless it may answer an action under way (CoreShowChannel... carry its ActionID).
+            if wanted is not None and text.startswith(EVENT_PREFIX):
+                end = text.find("\r\n")
+                name = text[7:end] if end >= 0 else text[7:]
+                if name not in wanted and (not self.responses or ACTION_ID_HEADER not in text):
+                    self.skipped += 1
+                    continue
+            frame_received(text)
         if self._decoder.dropped != dropped:
             log.warning("ami_frame_dropped", reason="oversized", count=self._decoder.dropped - dropped)
 
@@ -135,10 +154,14 @@ class AmiClient:
         config: AmiConfig,
         on_event: EventSink,
         on_login: Callable[[], Awaitable[None]] | None = None,
+        read_events: Iterable[str] | None = None,
     ) -> None:
+        """``read_events``: the event names ``on_event`` reads; other events never reach it
+        (nor get parsed). ``None``: every event."""
         self._config = config
         self._on_event = on_event
         self._on_login = on_login
+        self._read_events = frozenset(read_events) if read_events is not None else None
         self.logged_in = asyncio.Event()
         self._lost = asyncio.Event()
         self._manager: _Manager | None = None
@@ -175,7 +198,9 @@ class AmiClient:
         manager = _Manager(on_lost=self._connection_lost, loop=loop, host=self._config.host, port=self._config.port)
         self._manager = manager
         await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(manager, self._on_event), self._config.host, self._config.port),
+            loop.create_connection(
+                lambda: _Protocol(manager, self._on_event, self._read_events), self._config.host, self._config.port
+            ),
             self._config.connect_timeout,
         )
         reply = await self._send(
@@ -203,8 +228,14 @@ class AmiClient:
             await self._lost.wait()
         finally:
             watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await watchdog
+            except asyncio.CancelledError:
+                # The watchdog's own cancellation ends here; ours (shutdown) must go on: a
+                # swallowed one left run() reconnecting forever and the shutdown hanging.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
         self.reconnects += 1
 
     async def _watchdog(self, manager: _Manager) -> None:

@@ -5,7 +5,8 @@ No sockets here, so every rule is unit-tested with plain data:
 * bytes are decoded incrementally, so a multibyte UTF-8 character split across two TCP reads
   arrives intact (panoramisk 1.4 decodes each read on its own and drops such characters);
 * frames end at a blank line (``\\r\\n\\r\\n``); a frame that grows past ``max_frame`` without
-  ending is dropped up to its end, and reported, instead of growing memory without bound;
+  ending is dropped up to its end, and reported, instead of growing memory without bound (so
+  is a greeting line that never ends);
 * a value that would break out of its header line (CR, LF, NUL) never reaches an action, and a
   ``Channel`` can never be a regular expression (``/.../`` selects every matching channel).
 """
@@ -21,9 +22,35 @@ Frame = dict[str, str]
 FRAME_END = "\r\n\r\n"
 GREETING_PREFIX = "Asterisk Call Manager/"
 DEFAULT_MAX_FRAME = 64 * 1024
+MAX_GREETING = 256  # "Asterisk Call Manager/11.0.0" plus room; longer is no greeting
 _FORBIDDEN = ("\r", "\n", "\x00")
 # Headers whose value names a channel: a leading "/" would make Hangup and friends match by regex.
 CHANNEL_HEADERS = frozenset({"channel", "extrachannel", "channel1", "channel2", "transferer"})
+
+
+# Headers no genuine Asterisk event repeats: which event, which channel, which call.
+IDENTITY_HEADERS = frozenset(
+    {
+        "Event",
+        "Response",
+        "ActionID",
+        "Channel",
+        "Uniqueid",
+        "Linkedid",
+        "UserEvent",
+        "Hotkey",
+        "BridgePeer",
+        "BridgeUniqueid",
+        "CallerIDNum",
+        "CallerIDName",
+        "ConnectedLineNum",
+        "ConnectedLineName",
+        "Context",
+        "Exten",
+    }
+)
+# Added by parse_frame to a frame that repeats one of them; no AMI header has this name.
+TAMPERED_HEADER = "X-Callwarden-Tampered"
 
 
 class UnsafeActionError(ValueError):
@@ -36,17 +63,29 @@ def parse_frame(text: str) -> Frame:
     ``Key: Value`` lines only; the first occurrence of a repeated key wins. Lines without
     ``": "`` (garbage, command output) are ignored: the caller decides whether a frame without
     ``Event``/``Response`` is of any use.
+
+    Asterisk never repeats a header that names the event or a channel (:data:`IDENTITY_HEADERS`),
+    but it copies some caller-controlled values into events unescaped (the caller ID number,
+    the dialed extension): a CR LF there adds headers of the caller's choosing. A frame that
+    repeats an identity header is marked with :data:`TAMPERED_HEADER` (the repeated names), so
+    consumers can drop it instead of trusting whichever copy came first.
     """
     frame: Frame = {}
+    repeated: list[str] = []
     for line in text.split("\r\n"):
         key, sep, value = line.partition(": ")
         if not sep:
             # "Key:" with an empty value is legal AMI.
             if line.endswith(":") and " " not in line:
-                frame.setdefault(line[:-1], "")
-            continue
+                key, value = line[:-1], ""
+            else:
+                continue
         if key not in frame:
             frame[key] = value
+        elif key in IDENTITY_HEADERS and key not in repeated:
+            repeated.append(key)
+    if repeated:
+        frame[TAMPERED_HEADER] = ",".join(repeated)
     return frame
 
 
@@ -77,12 +116,15 @@ class FrameDecoder:
             self._greeted = True
             if buffer.startswith(GREETING_PREFIX):
                 line, sep, rest = buffer.partition("\r\n")
-                if not sep:
-                    self._greeted = False
+                if sep and len(line) <= MAX_GREETING:
+                    self.version = line[len(GREETING_PREFIX) :].strip()
+                    buffer = rest
+                elif len(buffer) <= MAX_GREETING:
+                    self._greeted = False  # the greeting line has not ended yet
                     self._buffer = buffer
                     return []
-                self.version = line[len(GREETING_PREFIX) :].strip()
-                buffer = rest
+                # else: a "greeting" that never ends is no greeting; it is framed (and
+                # dropped as oversized) like any other data.
         if self._discarding:
             end = buffer.find(FRAME_END)
             if end < 0:
@@ -107,6 +149,11 @@ class FrameDecoder:
             if text:
                 frames.append(text)
         return frames
+
+    @property
+    def buffered(self) -> int:
+        """Characters held back for the end of a frame: at most ``max(max_frame, MAX_GREETING)``."""
+        return len(self._buffer)
 
 
 def check_value(key: str, value: str) -> None:
