@@ -85,14 +85,19 @@ def http_port() -> int:
 
 
 @pytest.fixture
-def daemon_config(tmp_path: Path, policy_path: Path, store_path: Path, http_port: int) -> Path:
-    return write_config(
-        tmp_path / "callwarden.toml",
-        ami={"reconnect_min": 0.2, "reconnect_max": 1.0},
-        store={"path": str(store_path)},
-        policy={"path": str(policy_path)},
-        http={"port": http_port},
-    )
+def test_sections(policy_path: Path, store_path: Path, http_port: int) -> dict[str, dict[str, object]]:
+    """The config every test daemon gets: quick reconnects, its own store, policy and port."""
+    return {
+        "ami": {"reconnect_min": 0.2, "reconnect_max": 1.0},
+        "store": {"path": str(store_path)},
+        "policy": {"path": str(policy_path)},
+        "http": {"port": http_port},
+    }
+
+
+@pytest.fixture
+def daemon_config(tmp_path: Path, test_sections: dict[str, dict[str, object]]) -> Path:
+    return write_config(tmp_path / "callwarden.toml", **test_sections)
 
 
 @pytest.fixture

@@ -85,15 +85,9 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
-def mqtt_config(tmp_path: Path, policy_path: Path, store_path: Path, http_port: int, broker: Mosquitto) -> Path:
-    return write_config(
-        tmp_path / "callwarden-mqtt.toml",
-        ami={"reconnect_min": 0.2, "reconnect_max": 1.0},
-        store={"path": str(store_path)},
-        policy={"path": str(policy_path)},
-        http={"port": http_port},
-        mqtt={"enabled": True, "port": broker.port, "site": SITE, "reconnect_min": 0.5, "reconnect_max": 1.0},
-    )
+def mqtt_config(tmp_path: Path, test_sections: dict[str, dict[str, Any]], broker: Mosquitto) -> Path:
+    mqtt = {"enabled": True, "port": broker.port, "site": SITE, "reconnect_min": 0.5, "reconnect_max": 1.0}
+    return write_config(tmp_path / "callwarden-mqtt.toml", **test_sections, mqtt=mqtt)
 
 
 def call_back_later(phone: Callable[..., TestPhone]) -> None:

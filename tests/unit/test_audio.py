@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from callwarden.pbx_files import PROMPTS
 from tests.audio import (
     RATE,
     THRESHOLD,
@@ -27,21 +28,7 @@ from tests.audio import (
     speech_energy,
 )
 
-NAMES = [
-    "warn",
-    "end",
-    "handover",
-    "handover-unanswered",
-    "callback-later",
-    "timeout",
-    "enter-number",
-    "confirm-number",
-    "confirm-options",
-    "number-saved",
-    "no-number",
-    "agent-refused",
-    "agent-end-refused",
-]
+NAMES = list(PROMPTS)  # every announcement the dialplan plays
 LANGS = ["en", "de"]
 NOISE_RMS = 32768 * 10 ** (-45 / 20)  # -45 dBFS white noise: a quiet line, some 20 dB below speech
 CODECS = {
