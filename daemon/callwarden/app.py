@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import gc
 import secrets
 import signal
 import time
@@ -469,6 +470,10 @@ class Daemon:
         code = ExitCode.OK
         if self.http is not None:
             self.http.start()
+        # Start-up objects (modules, config, policy) never die: keep them out of every future
+        # full collection, which would otherwise scan them on the hotkey's path.
+        gc.collect()
+        gc.freeze()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks

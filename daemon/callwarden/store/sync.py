@@ -58,6 +58,7 @@ class Store:
     def __init__(self, engine: Engine, url: sa.URL, revision: str) -> None:
         """Use ``Store.open``."""
         self._engine: Engine | None = engine
+        self._writer: Connection | None = None
         self._thread = threading.get_ident()
         self.location = describe(url)
         self.revision = revision
@@ -98,11 +99,16 @@ class Store:
         """
         engine = self._guard()
         try:
-            with engine.connect() as conn:
-                conn.execution_options(**{WRITE: True})
-                with conn.begin():
-                    yield conn
+            # One write connection for the store's life (it is confined to one thread): no pool
+            # checkout per transaction on the hotkey's path.
+            if self._writer is None or self._writer.closed or self._writer.invalidated:
+                self._writer = engine.connect().execution_options(**{WRITE: True})
+            with self._writer.begin():
+                yield self._writer
         except SQLAlchemyError as exc:
+            if self._writer is not None and self._writer.invalidated:
+                self._writer.close()
+                self._writer = None
             raise store_error(exc) from exc
 
     @contextmanager
@@ -238,6 +244,9 @@ class Store:
         if self._engine is None:
             return
         self._guard()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self._engine.dispose()
         self._engine = None
         log.info("store_closed", db=self.location)
