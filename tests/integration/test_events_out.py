@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +32,9 @@ class Subscriber:
     def __init__(self, port: int, topic: str = "callwarden/#", client_id: str = "test-crm") -> None:
         self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload, m.retain))
         self.port = port
         self.received: list[tuple[str, Any]] = []
@@ -40,6 +43,9 @@ class Subscriber:
     def __enter__(self) -> Subscriber:
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
+        # Only an acknowledged subscription is part of the (persistent) session.
+        if not self.subscribed.wait(10):
+            raise TimeoutError("the broker did not acknowledge the subscription")
         return self
 
     def __exit__(self, *_: object) -> None:
