@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime as dt
 import gc
 import secrets
@@ -44,6 +45,7 @@ from callwarden.decisions import (
     CallFacts,
     CallMemory,
     Decision,
+    Outcome,
     SetVar,
     decide,
     decide_caller_gone,
@@ -148,7 +150,7 @@ class Daemon:
         for domain_event in self.tracker.handle(event):
             self._routes[type(domain_event)](domain_event)
 
-    def _facts(self, linkedid: str, caller_channel: str | None) -> CallFacts:
+    def _facts(self, caller_channel: str | None) -> CallFacts:
         caller = self.tracker.channel_by_name(caller_channel) if caller_channel else None
         if caller is None:
             return CallFacts(caller_present=False, dialed=None, callback_number=None)
@@ -172,16 +174,11 @@ class Daemon:
             linkedid=press.linkedid,
         )
         memory = self.memory.setdefault(press.linkedid, CallMemory())
-        facts = self._facts(press.linkedid, press.caller_channel)
+        facts = self._facts(press.caller_channel)
         if press.hotkey is Hotkey.END:
-            facts = CallFacts(
-                caller_present=facts.caller_present,
-                dialed=facts.dialed,
-                callback_number=facts.callback_number,
-                ends_by_agent_last_hour=self._ends_last_hour(press.agent_endpoint),
-            )
+            facts = dataclasses.replace(facts, ends_by_agent_last_hour=self._ends_last_hour(press.agent_endpoint))
         decision = decide(press, memory, facts, self.policy, dt.datetime.now(dt.UTC))
-        if press.hotkey is Hotkey.END and decision.outcome.value == "approved":
+        if press.hotkey is Hotkey.END and decision.outcome is Outcome.APPROVED:
             self.ends[press.agent_endpoint].append(time.monotonic())
         self._spawn(self._execute(decision, started), f"decision-{press.linkedid}")
 
@@ -194,16 +191,8 @@ class Daemon:
     def on_hotkey_rejected(self, event: HotkeyRejected) -> None:
         """Not acted on, but never silent: an audit row, then a log line and a metric."""
         self.metrics.hotkeys_rejected.labels(event.reason.value).inc()
-        entry = AuditEntry(
-            at=dt.datetime.now(dt.UTC),
-            linkedid=event.linkedid or "unknown",
-            agent=None,
-            caller_number=None,
-            action=event.hotkey,
-            outcome="rejected",
-            reason=event.reason.value,
-            policy_version=self.policy.version,
-            detail={"agent_channel": event.agent_channel},
+        entry = self._note(
+            event.linkedid or "unknown", event.hotkey, "rejected", event.reason.value, agent_channel=event.agent_channel
         )
         self._spawn(self._audit_rejection(entry, event), "rejected-hotkey")
 
@@ -217,6 +206,22 @@ class Daemon:
             linkedid=event.linkedid,
         )
 
+    def _note(
+        self, linkedid: str, action: str, outcome: str, reason: str, *, agent: str | None = None, **detail: str
+    ) -> AuditEntry:
+        """An audit row of the daemon's own (a step the PBX reported, a refused event)."""
+        return AuditEntry(
+            at=dt.datetime.now(dt.UTC),
+            linkedid=linkedid,
+            agent=agent,
+            caller_number=None,
+            action=action,
+            outcome=outcome,
+            reason=reason,
+            policy_version=self.policy.version,
+            detail=dict(detail),
+        )
+
     def on_frame_tampered(self, event: FrameTampered) -> None:
         self.metrics.frames_tampered.inc()
         log.warning("ami_frame_tampered", ami_event=event.event, user_event=event.user_event or None)
@@ -227,17 +232,8 @@ class Daemon:
     def on_step(self, step: StepReported) -> None:
         memory = self.memory.get(step.linkedid)
         origin = memory.origin if memory else None
-        entry = AuditEntry(
-            at=dt.datetime.now(dt.UTC),
-            linkedid=step.linkedid,
-            agent=origin.agent_endpoint if origin else None,
-            caller_number=None,
-            action=step.step,
-            outcome="done",
-            reason=step.prompt,
-            policy_version=self.policy.version,
-            detail={"channel": step.channel},
-        )
+        agent = origin.agent_endpoint if origin else None
+        entry = self._note(step.linkedid, step.step, "done", step.prompt, agent=agent, channel=step.channel)
         log.info("action_step", step=step.step, prompt=step.prompt, linkedid=step.linkedid, channel=step.channel)
         pressed = self._press_times.pop(step.linkedid, None) if step.step == "announcement_started" else None
         if pressed is not None:
@@ -249,7 +245,7 @@ class Daemon:
         if memory is None or memory.origin is None:
             log.warning("handover_unanswered_unknown_call", linkedid=event.linkedid)
             return
-        facts = self._facts(event.linkedid, memory.origin.caller_channel)
+        facts = self._facts(memory.origin.caller_channel)
         decision = decide_unanswered(memory, facts, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
             self._spawn(self._execute(decision, None), f"unanswered-{event.linkedid}")
@@ -260,7 +256,7 @@ class Daemon:
             log.warning("callback_number_unknown_call", linkedid=event.linkedid)
             return
         number = to_e164(event.digits, self.config.callbacks.default_country_code) if event.digits else None
-        facts = self._facts(event.linkedid, memory.origin.caller_channel)
+        facts = self._facts(memory.origin.caller_channel)
         decision = decide_number_entered(memory, facts, number, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
             self._spawn(self._execute(decision, None), f"number-{event.linkedid}")
@@ -277,11 +273,9 @@ class Daemon:
             self._press_times.pop(event.linkedid, None)
         if memory is None:
             return
-        facts = self._facts(event.linkedid, None)
-        if memory.origin is not None and memory.origin.caller_number:
-            facts = CallFacts(
-                False, None, to_e164(memory.origin.caller_number, self.config.callbacks.default_country_code)
-            )
+        origin = memory.origin
+        number = to_e164(origin.caller_number, self.config.callbacks.default_country_code) if origin else None
+        facts = CallFacts(caller_present=False, dialed=None, callback_number=number)
         decision = decide_caller_gone(memory, event.channel, facts, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
             self._spawn(self._execute(decision, None), f"caller-gone-{event.linkedid}")

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callwarden.records import AuditRecord, Callback
+from callwarden.store import Store
+
 REPO = Path(__file__).resolve().parents[2]
 LAB_PBX = REPO / "scripts" / "lab-pbx"
 
@@ -341,3 +344,15 @@ class TcpProxy:
         for client, upstream, _ in self._pairs:
             client.close()
             upstream.close()
+
+
+def stored_audit(path: Path, linkedid: str | None = None) -> list[AuditRecord]:
+    """The daemon's audit trail as committed in its store (oldest first)."""
+    with Store.open(str(path)) as store:
+        return store.list_audit(linkedid=linkedid)
+
+
+def stored_callbacks(path: Path) -> list[Callback]:
+    """The callbacks committed in the daemon's store (newest first)."""
+    with Store.open(str(path)) as store:
+        return store.list_callbacks()

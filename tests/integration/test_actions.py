@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from callwarden.records import AuditRecord, Callback, CallbackReason
-from callwarden.store import Store
+from callwarden.records import CallbackReason
 from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
-from tests.integration.harness import DaemonProcess, LabPbx, ami_action
+from tests.integration.harness import DaemonProcess, LabPbx, ami_action, stored_audit, stored_callbacks
 from tests.sip.phone import PhoneCall, TestPhone, wait_until
 
 pytestmark = pytest.mark.integration
@@ -48,26 +47,6 @@ def connect(phone: Callable[..., TestPhone]) -> Iterator[Callable[..., Call]]:
         call.caller.hangup()
 
 
-def store_of(path: Path) -> Store:
-    return Store.open(str(path))
-
-
-def audit(path: Path, linkedid: str) -> list[AuditRecord]:
-    store = store_of(path)
-    try:
-        return store.list_audit(linkedid=linkedid)
-    finally:
-        store.close()
-
-
-def callbacks(path: Path) -> list[Callback]:
-    store = store_of(path)
-    try:
-        return store.list_callbacks()
-    finally:
-        store.close()
-
-
 def heard(call: PhoneCall, name: str, lang: str = "en", timeout: float = 15) -> float:
     """Wait until the phone has received the whole announcement ``name``; its offset in seconds."""
     prompt = load_prompt(prompt_path(lang, name))
@@ -96,7 +75,7 @@ def test_warn_caller_hears_warning_then_both_talk_again(
     wait_until(lambda: pbx.bridged(*call.endpoints), 10, "caller and agent bridged again")
     audio_flows(call.agent, call.caller)
     audio_flows(call.caller, call.agent)
-    rows = audit(store_path, str(made["linkedid"]))
+    rows = stored_audit(store_path, str(made["linkedid"]))
     (row,) = [r for r in rows if r.action == "warn"]
     assert (row.outcome, row.reason, row.policy_version) == ("approved", "warning_given", "2026-11-lab.1")
     steps = [r.action for r in rows if r.outcome == "done"]
@@ -118,7 +97,7 @@ def test_end_after_warning_closes_and_hangs_up_both(
     call.caller.wait_ended()
     call.agent.wait_ended()
     wait_until(lambda: pbx.channels() == [], 5, "no channels left")
-    steps = [(r.action, r.outcome) for r in audit(store_path, str(made["linkedid"]))]
+    steps = [(r.action, r.outcome) for r in stored_audit(store_path, str(made["linkedid"]))]
     assert ("end", "approved") in steps and ("hangup", "done") in steps
 
 
@@ -133,7 +112,7 @@ def test_end_without_warning_is_refused_warning_plays_no_hangup(
     heard(call.agent, "agent-end-refused")
     wait_until(lambda: pbx.bridged(*call.endpoints), 10, "caller and agent bridged again")
     audio_flows(call.agent, call.caller)
-    (row,) = [r for r in audit(store_path, str(made["linkedid"])) if r.action == "end"]
+    (row,) = [r for r in stored_audit(store_path, str(made["linkedid"])) if r.action == "end"]
     assert (row.outcome, row.reason, row.detail["instead"]) == ("refused", "no_warning_yet", "warn")
 
 
@@ -147,7 +126,7 @@ def test_not_permitted_agent_is_refused_and_the_call_goes_on(
     heard(call.agent, "agent-refused", lang="de")  # 101 is the German line
     wait_until(lambda: pbx.bridged(*call.endpoints), 10, "caller and agent bridged again")
     audio_flows(call.caller, call.agent)
-    (row,) = [r for r in audit(store_path, str(made["linkedid"])) if r.action == "end"]
+    (row,) = [r for r in stored_audit(store_path, str(made["linkedid"])) if r.action == "end"]
     assert (row.agent, row.outcome, row.reason) == ("agent2", "refused", "not_permitted")
 
 
@@ -180,7 +159,7 @@ def test_handover_unanswered_records_callback_for_the_team(
     assert made["reason"] == "handover_unanswered_callback_recorded"
     heard(call.caller, "handover-unanswered", timeout=20)
     call.caller.wait_ended()
-    (callback,) = callbacks(store_path)
+    (callback,) = stored_callbacks(store_path)
     assert callback.reason is CallbackReason.HANDOVER_UNANSWERED
     assert (callback.assignee, callback.caller_number, callback.agent) == ("billing", "+493012345678", "agent1")
     assert callback.linkedid == made["linkedid"]
@@ -196,7 +175,7 @@ def test_call_back_later_records_callback_and_ends(
     call.agent.wait_ended()
     heard(call.caller, "callback-later")
     call.caller.wait_ended()
-    (callback,) = callbacks(store_path)
+    (callback,) = stored_callbacks(store_path)
     assert (callback.reason, callback.caller_number, callback.caller_name) == (
         CallbackReason.CALL_BACK_LATER,
         "+493012345678",
@@ -218,7 +197,7 @@ def test_withheld_caller_types_a_callback_number(
     saved = daemon.wait_for("decision", where=lambda r: r.get("reason") == "typed_number_recorded")
     assert saved["linkedid"] == made["linkedid"]
     heard(call.caller, "number-saved", timeout=20)
-    (callback,) = callbacks(store_path)
+    (callback,) = stored_callbacks(store_path)
     assert (callback.reason, callback.caller_number) == (CallbackReason.WITHHELD, "+493012345679")
 
 
@@ -281,7 +260,7 @@ def test_double_press_acts_once_and_audits_the_duplicate(
         ("ignored", "action_in_progress"),
     }
     heard(call.caller, "warn")
-    outcomes = sorted(r.outcome for r in audit(store_path, str(first["linkedid"])) if r.action == "warn")
+    outcomes = sorted(r.outcome for r in stored_audit(store_path, str(first["linkedid"])) if r.action == "warn")
     assert outcomes == ["approved", "ignored"]
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callwarden.store import Store
-from tests.integration.harness import DaemonProcess, LabPbx, TcpProxy, write_config
+from tests.integration.harness import DaemonProcess, LabPbx, TcpProxy, stored_audit, stored_callbacks, write_config
 from tests.sip.phone import PhoneCall, TestPhone
 
 pytestmark = pytest.mark.integration
@@ -30,14 +29,6 @@ def connect(phone: Callable[..., TestPhone], caller: str = "caller1", number: st
     answered = agent_phone.next_call()
     placed.wait_answered()
     return placed, answered
-
-
-def callbacks_in(path: Path) -> int:
-    store = Store.open(str(path))
-    try:
-        return len(store.list_callbacks())
-    finally:
-        store.close()
 
 
 def test_half_open_ami_link_is_detected_and_reconnected_within_the_watchdog_time(
@@ -109,7 +100,7 @@ def test_sigkill_after_a_hotkey_and_restart_acts_once_and_records_once(
     try:
         restarted.wait_for("calls_resynced")
         placed.wait_ended(15)  # the caller heard the announcement and was hung up, once
-        assert callbacks_in(store_path) == 1
+        assert len(stored_callbacks(store_path)) == 1
         assert restarted.events("decision") == []  # nothing replayed
     finally:
         restarted.kill()
@@ -128,10 +119,6 @@ def test_sigterm_during_an_action_exits_zero_within_2s_and_the_store_is_consiste
         assert daemon.proc.wait(2.0) == 0
     finally:
         daemon.kill()
-    store = Store.open(str(store_path))
-    try:
-        decided = [r for r in store.list_audit() if r.action == "callback"]
-        # All or nothing: the callback and its decision were committed together, or neither.
-        assert len(store.list_callbacks()) == len(decided) <= 1
-    finally:
-        store.close()
+    decided = [r for r in stored_audit(store_path) if r.action == "callback"]
+    # All or nothing: the callback and its decision were committed together, or neither.
+    assert len(stored_callbacks(store_path)) == len(decided) <= 1

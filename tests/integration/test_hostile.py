@@ -37,9 +37,8 @@ import pytest
 from callwarden.ami.framing import Frame, FrameDecoder, parse_frame
 from callwarden.calls import HOTKEY_USEREVENT
 from callwarden.records import CallbackReason
-from callwarden.store import Store
 from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
-from tests.integration.harness import DaemonProcess, LabPbx, ami_action
+from tests.integration.harness import DaemonProcess, LabPbx, ami_action, stored_audit, stored_callbacks
 from tests.sip.phone import PhoneCall, TestPhone, wait_until
 from tests.tools.record_transcript import Recorder
 
@@ -281,12 +280,8 @@ def test_hostile_caller_id_name_touches_nothing_else(
 
     # The store keeps the name exactly as Asterisk delivered it in AMI.
     if action == "callback":
-        store = Store.open(str(store_path))
-        try:
-            (callback,) = store.list_callbacks()
-            rows = store.list_audit(linkedid=str(made["linkedid"]))
-        finally:
-            store.close()
+        (callback,) = stored_callbacks(store_path)
+        rows = stored_audit(store_path, str(made["linkedid"]))
         assert callback.reason is CallbackReason.CALL_BACK_LATER
         assert (callback.caller_name, callback.caller_number) == (name, "+493012345678")
         assert ("callback", "approved") in [(r.action, r.outcome) for r in rows]
@@ -319,11 +314,7 @@ def test_cr_lf_in_the_caller_number_gets_the_press_ignored_not_misdirected(
         other.call.caller.hangup()
     actions = assert_actions(action_log, set())
     assert {a.get("Action", "").lower() for a in actions} <= {"login", "ping"}  # our watcher; the watchdog
-    store = Store.open(str(store_path))
-    try:
-        assert store.list_callbacks() == []
-    finally:
-        store.close()
+    assert stored_callbacks(store_path) == []
 
 
 def test_a_forged_hotkey_in_the_caller_number_is_not_acted_on(
@@ -374,11 +365,7 @@ def test_asterisk_escapes_caller_id_names_but_not_app_data(pbx: LabPbx, phone: C
 
 
 def audit_of(store_path: Path, linkedid: str) -> list[tuple[str, str, str]]:
-    store = Store.open(str(store_path))
-    try:
-        return [(r.action, r.outcome, r.reason) for r in store.list_audit(linkedid=linkedid)]
-    finally:
-        store.close()
+    return [(r.action, r.outcome, r.reason) for r in stored_audit(store_path, linkedid)]
 
 
 def test_injected_press_bound_to_the_live_agent_channel_counts_as_a_press(

@@ -15,6 +15,13 @@ from tests.integration.harness import DaemonProcess, LabPbx, free_tcp_port, writ
 pytestmark = pytest.mark.integration
 
 
+def callwarden(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line, as an admin runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "callwarden", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
 def test_daemon_started_before_asterisk_connects_when_it_is_up(lab_pbx: LabPbx, daemon_config: Path) -> None:
     lab_pbx.stop()
     daemon = DaemonProcess(daemon_config).start()
@@ -41,13 +48,7 @@ def test_bad_config_names_the_key_and_opens_no_socket(tmp_path: Path) -> None:
     listener.settimeout(0)
     port = listener.getsockname()[1]
     config = write_config(tmp_path / "bad.toml", ami={"port": port}, log={"level": "loud"})
-    result = subprocess.run(
-        [sys.executable, "-m", "callwarden", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = callwarden("run", "--config", str(config))
     assert result.returncode == 78
     assert "log.level" in result.stderr and "loud" in result.stderr
     with pytest.raises(BlockingIOError):
@@ -99,12 +100,6 @@ def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_invalid(daemon: Da
 def test_check_config_names_bad_policy_keys(tmp_path: Path, policy_path: Path) -> None:
     policy_path.write_text(policy_path.read_text().replace('"PJSIP/colleague2"]', '"colleague2"]'))
     config = write_config(tmp_path / "c.toml", policy={"path": str(policy_path)})
-    result = subprocess.run(
-        [sys.executable, "-m", "callwarden", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = callwarden("check-config", "--config", str(config))
     assert result.returncode == 78
     assert "handover.routes.0.targets" in result.stderr and "'colleague2' is not a dial target" in result.stderr
