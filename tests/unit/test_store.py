@@ -30,10 +30,11 @@ from callwarden.records import (
     Incident,
     NewCallback,
 )
-from callwarden.store import AsyncStore, CallbackNotFound, Store, StoreError
+from callwarden.store import AsyncStore, CallbackNotFound, Store, StoreError, outbox
 from callwarden.store import queries as q
 from callwarden.store.aio import THREAD_NAME
 from callwarden.store.migrate import alembic_config, head_revision
+from callwarden.store.schema import callbacks as callbacks_table
 from callwarden.store.schema import metadata
 
 NUMBER = "+493012345678"
@@ -248,16 +249,78 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
         store.mark_done(added.id, "x", naive)
 
 
-def test_a_transaction_commits_all_or_nothing(store: Store) -> None:
-    with pytest.raises(RuntimeError), store.transaction() as conn:
-        q.insert_callback(conn, new_callback())
-        q.insert_audit(conn, audit_entry())
+@pytest.mark.parametrize("core", [False, True], ids=["prepared", "core"])
+def test_a_write_transaction_commits_all_or_nothing(store: Store, core: bool) -> None:
+    with pytest.raises(RuntimeError), store.writer(core=core) as writer:
+        q.insert_callback(writer, new_callback())
+        q.insert_audit(writer, audit_entry())
         raise RuntimeError("boom")
     assert store.list_callbacks() == [] and store.list_audit() == []
-    with store.transaction() as conn:
-        callback_id = q.insert_callback(conn, new_callback())
-        q.insert_audit(conn, audit_entry(detail={"callback_id": callback_id}))
-    assert [a.detail for a in store.list_audit()] == [{"callback_id": callback_id}]
+    with store.writer(core=core) as writer:
+        callback = q.insert_callback(writer, new_callback())
+        q.insert_audit(writer, audit_entry(detail={"callback_id": callback.id}))
+    assert [a.detail for a in store.list_audit()] == [{"callback_id": callback.id}]
+    assert store.list_callbacks() == [callback]
+
+
+def _decision_records(at: datetime) -> dict[str, object]:
+    def events(stored: list[Callback], audit_id: int) -> list[outbox.OutboxEvent]:
+        payload = {"audit_id": audit_id, "callbacks": [c.id for c in stored], "name": "Jürgen Müßig"}
+        return [outbox.OutboxEvent(event_id=f"ev-{audit_id}", topic="decisions", payload=payload, created=at)]
+
+    return {
+        "callbacks": [new_callback(created=at, due=at + timedelta(hours=2), note="ä\n'; DROP TABLE x; --")],
+        "incidents": [Incident(caller_number=NUMBER, at=at, linkedid="1700000000.1", kind="end")],
+        "audit": audit_entry(at=at, detail={"callback_id": 1, "ratio": 0.25, "flag": False, "none": None}),
+        "events": events,
+    }
+
+
+def _rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(path) as raw:
+        return {
+            table: raw.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+            for table in ("callbacks", "incidents", "audit", "outbox")
+        }
+
+
+def test_prepared_and_core_writers_store_the_same_rows(tmp_path: Path) -> None:
+    """The hot path (prepared statements on SQLite's driver) writes exactly what Core writes."""
+    at = datetime(2025, 3, 1, 14, 0, 0, 123456, tzinfo=CEST)  # not UTC, with microseconds
+    results = {}
+    for core in (False, True):
+        path = tmp_path / f"core-{core}.db"
+        with Store.open(str(path)) as store:
+            recorded = outbox.record_decision(store, **_decision_records(at), core=core)  # type: ignore[arg-type]
+            recorded = outbox.record_decision(store, **_decision_records(at), core=core)  # type: ignore[arg-type]
+            assert recorded.callbacks == [store.get_callback(recorded.callbacks[0].id)]
+            assert [p.payload for p in outbox.pending(store)][-1].startswith('{"audit_id":2,"callbacks":[2]')
+        results[core] = (recorded, _rows(path))
+    assert results[False] == results[True]
+    rows = results[False][1]
+    assert [len(rows[table]) for table in ("callbacks", "incidents", "audit", "outbox")] == [2, 2, 2, 2]
+    assert rows["audit"][0][1] == "2025-03-01 12:00:00.123456"  # naive UTC text, one fixed format
+
+
+def test_a_failed_insert_rolls_back_and_the_store_goes_on(store: Store) -> None:
+    with pytest.raises(StoreError, match="CHECK constraint failed"), store.writer() as writer:
+        q.insert_audit(writer, audit_entry())
+        writer.insert(callbacks_table, asdict(new_callback()) | {"reason": "bogus", "status": "open"})
+    assert store.list_audit() == []
+    assert store.add_audit(audit_entry()) >= 1
+    with pytest.raises(StoreError, match="already open"), store.transaction(), store.writer():
+        pass
+    assert len(store.list_audit()) == 1
+
+
+def test_a_write_waits_for_the_lock_then_says_locked(db_path: Path) -> None:
+    with Store.open(str(db_path), busy_timeout=0.2) as store:
+        with sqlite3.connect(db_path, isolation_level=None) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(StoreError, match="locked"):
+                store.add_audit(audit_entry())
+            other.execute("ROLLBACK")
+        assert store.add_audit(audit_entry()) >= 1
 
 
 # -- audit trail ----------------------------------------------------------------------------------
@@ -481,7 +544,7 @@ async def test_async_close_flushes_queued_and_cancelled_writes(db_path: Path) ->
 
 
 async def test_async_store_methods_cover_the_store(db_path: Path) -> None:
-    skip = {"open", "transaction", "close"}
+    skip = {"open", "transaction", "writer", "close"}
     for name, method in inspect.getmembers(Store, inspect.isfunction):
         if name.startswith("_") or name in skip:
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 
@@ -21,7 +23,7 @@ class CallbackNotFound(StoreError, LookupError):
         super().__init__(f"no callback with id {callback_id}")
 
 
-def store_error(exc: SQLAlchemyError) -> StoreError:
+def store_error(exc: SQLAlchemyError | sqlite3.Error) -> StoreError:
     """A ``StoreError`` for ``exc`` whose message is the driver's (no statement, no parameters)."""
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     first_line = (str(cause).splitlines() or [""])[0]

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from callwarden.records import AuditEntry, Callback, Incident, NewCallback, require_aware
 from callwarden.store import queries as q
 from callwarden.store.schema import outbox
 from callwarden.store.sync import Store
+from callwarden.store.writer import Writer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,12 +39,12 @@ class PendingEvent:
     payload: str  # the JSON text, published as is
 
 
-def insert_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
+def insert_events(writer: Writer, events: Sequence[OutboxEvent]) -> None:
     for event in events:
         require_aware("created", event.created)
         payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        conn.execute(
-            sa.insert(outbox).values(event_id=event.event_id, topic=event.topic, payload=payload, created=event.created)
+        writer.insert(
+            outbox, {"event_id": event.event_id, "topic": event.topic, "payload": payload, "created": event.created}
         )
 
 
@@ -64,25 +64,26 @@ def record_decision(
     incidents: Sequence[Incident],
     audit: AuditEntry,
     events: EventFactory | None,
+    core: bool = False,
 ) -> Recorded:
-    """Callbacks, incidents, the audit row and their outbox events: one transaction."""
-    with store.transaction() as conn:
-        stored = []
-        for new in callbacks:
-            callback = q.select_callback(conn, q.insert_callback(conn, new))
-            assert callback is not None
-            stored.append(callback)
+    """Callbacks, incidents, the audit row and their outbox events: one transaction.
+
+    The hotkey's action waits for it: on SQLite it runs as prepared statements on the
+    driver's connection (``core=True``: through SQLAlchemy Core; the same rows).
+    """
+    with store.writer(core=core) as writer:
+        stored = [q.insert_callback(writer, new) for new in callbacks]
         for incident in incidents:
-            q.insert_incident(conn, incident)
-        audit_id = q.insert_audit(conn, audit)
+            q.insert_incident(writer, incident)
+        audit_id = q.insert_audit(writer, audit)
         if events is not None:
-            insert_events(conn, events(stored, audit_id))
+            insert_events(writer, events(stored, audit_id))
     return Recorded(callbacks=stored, audit_id=audit_id)
 
 
 def enqueue(store: Store, events: Sequence[OutboxEvent]) -> None:
-    with store.transaction() as conn:
-        insert_events(conn, events)
+    with store.writer() as writer:
+        insert_events(writer, events)
 
 
 def pending(store: Store, limit: int = 100) -> list[PendingEvent]:

@@ -1,14 +1,14 @@
-"""Statements over an open connection, each one step of a transaction.
+"""Statements, each one step of a transaction.
 
 ``Store`` wraps each in a transaction of its own; code that must write several things
-atomically (later: a callback and its MQTT outbox row) calls them inside one
-``Store.transaction()``.
+atomically (a decision's callback, audit row and MQTT outbox rows) calls them inside one
+``Store.writer()`` (the INSERTs) or ``Store.transaction()`` (everything else).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,18 +24,7 @@ from callwarden.records import (
     require_aware,
 )
 from callwarden.store.schema import audit, callbacks, incidents, store_health
-
-# Built once: ``.values(...)`` per call re-coerces every column (~0.1 ms a statement on the
-# hotkey's path); parameters passed to execute() reuse the cached compiled form.
-INSERT_CALLBACK = sa.insert(callbacks)
-INSERT_AUDIT = sa.insert(audit)
-INSERT_INCIDENT = sa.insert(incidents)
-
-
-def _inserted_id(result: sa.CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    assert key is not None and isinstance(key[0], int)
-    return key[0]
+from callwarden.store.writer import Writer
 
 
 def _callback(row: RowMapping) -> Callback:
@@ -46,9 +35,12 @@ def _audit(row: RowMapping) -> AuditRecord:
     return AuditRecord(**dict(row))
 
 
-def insert_callback(conn: Connection, new: NewCallback) -> int:
+def insert_callback(writer: Writer, new: NewCallback) -> Callback:
+    """The stored callback, as ``select_callback`` would read it back (times in UTC)."""
     values: dict[str, Any] = asdict(new) | {"reason": new.reason.value, "status": CallbackStatus.OPEN.value}
-    return _inserted_id(conn.execute(INSERT_CALLBACK, values))
+    callback_id = writer.insert(callbacks, values)
+    stored = Callback(id=callback_id, **asdict(new))
+    return replace(stored, created=new.created.astimezone(UTC), due=new.due.astimezone(UTC))
 
 
 def select_callback(conn: Connection, callback_id: int) -> Callback | None:
@@ -79,8 +71,8 @@ def update_number(conn: Connection, callback_id: int, number: str | None) -> boo
     return result.rowcount == 1
 
 
-def insert_audit(conn: Connection, entry: AuditEntry) -> int:
-    return _inserted_id(conn.execute(INSERT_AUDIT, asdict(entry)))
+def insert_audit(writer: Writer, entry: AuditEntry) -> int:
+    return writer.insert(audit, asdict(entry))
 
 
 def select_audit(
@@ -95,8 +87,8 @@ def select_audit(
     return [_audit(row) for row in conn.execute(query).mappings()]
 
 
-def insert_incident(conn: Connection, incident: Incident) -> None:
-    conn.execute(INSERT_INCIDENT, asdict(incident))
+def insert_incident(writer: Writer, incident: Incident) -> None:
+    writer.insert(incidents, asdict(incident))
 
 
 def count_incidents(conn: Connection, caller_number: str, since: datetime) -> int:
