@@ -19,7 +19,7 @@ import secrets
 import signal
 import time
 import tomllib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import IntEnum
 from importlib import resources
 from typing import Any
@@ -103,7 +103,10 @@ class Daemon:
         self.hotkey_token = (
             config.ami.hotkey_token.get_secret_value() if config.ami.hotkey_token else secrets.token_urlsafe(24)
         )
-        self.tracker = CallTracker(hotkey_token=self.hotkey_token)
+        self.tracker = CallTracker(
+            hotkey_token=self.hotkey_token,
+            normalize_number=functools.partial(to_e164, country_code=config.callbacks.default_country_code),
+        )
         self.memory: dict[str, CallMemory] = {}  # by Linkedid
         self.ends: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.metrics = Metrics()
@@ -155,11 +158,12 @@ class Daemon:
         caller = self.tracker.channel_by_name(caller_channel) if caller_channel else None
         if caller is None:
             return CallFacts(caller_present=False, dialed=None, callback_number=None)
-        return CallFacts(
-            caller_present=True,
-            dialed=caller.dialed or None,
-            callback_number=to_e164(caller.number, self.config.callbacks.default_country_code),
+        number = (
+            caller.e164
+            if caller.bridge is not None
+            else to_e164(caller.number, self.config.callbacks.default_country_code)
         )
+        return CallFacts(caller_present=True, dialed=caller.dialed or None, callback_number=number)
 
     def on_hotkey(self, press: HotkeyPressed) -> None:
         started = time.perf_counter()
@@ -172,10 +176,10 @@ class Daemon:
         decision = decide(press, memory, facts, self.policy, dt.datetime.now(dt.UTC))
         if press.hotkey is Hotkey.END and decision.outcome is Outcome.APPROVED:
             self.ends[press.agent_endpoint].append(time.monotonic())
-        self._spawn(self._execute(decision, started), f"decision-{press.linkedid}")
-        # Written once the decision's commit is handed to the store's thread (the task above
-        # runs first): the agent does not wait for the line (~0.1 ms), it still precedes the
-        # decision's line.
+        self._act(decision, started, f"decision-{press.linkedid}")
+        # Written once the decision's commit is on its way (the store's thread has it) and the
+        # task above has prepared its actions: the agent does not wait for this line (~0.1 ms);
+        # it still comes before the decision's line.
         asyncio.get_running_loop().call_soon(
             functools.partial(
                 log.info,
@@ -255,7 +259,7 @@ class Daemon:
         facts = self._facts(memory.origin.caller_channel)
         decision = decide_unanswered(memory, facts, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
-            self._spawn(self._execute(decision, None), f"unanswered-{event.linkedid}")
+            self._act(decision, None, f"unanswered-{event.linkedid}")
 
     def on_number_entered(self, event: CallbackNumberEntered) -> None:
         memory = self.memory.get(event.linkedid)
@@ -266,7 +270,7 @@ class Daemon:
         facts = self._facts(memory.origin.caller_channel)
         decision = decide_number_entered(memory, facts, number, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
-            self._spawn(self._execute(decision, None), f"number-{event.linkedid}")
+            self._act(decision, None, f"number-{event.linkedid}")
 
     def on_bridged(self, event: ChannelBridged) -> None:
         memory = self.memory.get(event.linkedid)
@@ -285,14 +289,21 @@ class Daemon:
         facts = CallFacts(caller_present=False, dialed=None, callback_number=number)
         decision = decide_caller_gone(memory, event.channel, facts, self.policy, dt.datetime.now(dt.UTC))
         if decision is not None:
-            self._spawn(self._execute(decision, None), f"caller-gone-{event.linkedid}")
+            self._act(decision, None, f"caller-gone-{event.linkedid}")
 
     # -- side effects ----------------------------------------------------------------------------
 
-    async def _execute(self, decision: Decision, started: float | None) -> None:
+    def _act(self, decision: Decision, started: float | None, name: str) -> None:
+        """Carry out a decision: its commit starts now, the rest runs in a task."""
+        if self._tasks is None:
+            log.warning("dropped_before_start", task=name)
+            return
         self.metrics.decisions.labels(decision.action, decision.outcome.value).inc()
+        self._spawn(self._execute(decision, self.executor.start(decision, started=started), started), name)
+
+    async def _execute(self, decision: Decision, acting: Awaitable[bool], started: float | None) -> None:
         try:
-            ok = await self.executor.execute(decision, started=started)
+            ok = await acting
         except Exception:
             # Recorded, not swallowed: the decision's audit row (if stored) plus this error.
             log.exception("decision_failed", linkedid=decision.audit.linkedid, action=decision.action)

@@ -61,6 +61,9 @@ class Channel:
     caller_name: str
     bridge: str | None = None
     dialed: str = ""  # the extension this channel dialed (Exten at creation)
+    # ``number`` normalized (E.164; None if withheld or invalid), worked out when the channel
+    # enters a bridge: hotkeys come on bridged calls, and the agent should not wait for it.
+    e164: str | None = None
 
 
 @dataclass(slots=True)
@@ -200,14 +203,18 @@ class CallTracker:
     one dict lookup.
     """
 
-    def __init__(self, *, hotkey_token: str | None = None) -> None:
+    def __init__(
+        self, *, hotkey_token: str | None = None, normalize_number: Callable[[str], str | None] | None = None
+    ) -> None:
         """``hotkey_token``: when set, a hotkey event must also carry it (header ``Token``).
+        ``normalize_number``: fills ``Channel.e164`` of bridged channels (none without it).
 
         The channel rule alone cannot tell a whole event forged inside an unescaped header
         value (Asterisk 22 escapes caller ID *names* in AMI, not caller ID *numbers*) from a
         real one; a secret only the dialplan and the daemon know can (docs/reliability.md).
         """
         self._hotkey_token = hotkey_token.encode() if hotkey_token else None
+        self._normalize_number = normalize_number
         self.calls: dict[str, Call] = {}
         self.channels: dict[str, Channel] = {}  # by Uniqueid
         self._by_name: dict[str, str] = {}  # channel name -> Uniqueid
@@ -272,7 +279,13 @@ class CallTracker:
             return []
         channel.number = _number(event.get("CallerIDNum", ""))
         channel.caller_name = _number(event.get("CallerIDName", ""))
+        if channel.bridge is not None:
+            self._normalize(channel)
         return []
+
+    def _normalize(self, channel: Channel) -> None:
+        if self._normalize_number is not None:
+            channel.e164 = self._normalize_number(channel.number) if channel.number else None
 
     def _on_hangup(self, event: AmiEvent) -> list[DomainEvent]:
         channel = self.channels.pop(event.get("Uniqueid", ""), None)
@@ -294,6 +307,7 @@ class CallTracker:
         if channel is None:
             return []
         channel.bridge = event.get("BridgeUniqueid") or None
+        self._normalize(channel)
         return [ChannelBridged(linkedid=channel.linkedid, channel=channel.name)]
 
     def _on_bridge_leave(self, event: AmiEvent) -> list[DomainEvent]:

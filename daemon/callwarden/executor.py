@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -25,12 +25,13 @@ log = structlog.get_logger("callwarden.executor")
 
 
 class Ami(Protocol):
-    async def send_action(self, action: dict[str, str]) -> object: ...
+    def prepare(self, action: dict[str, str]) -> Mapping[str, str]: ...
+    async def send_action(self, action: Mapping[str, str]) -> object: ...
 
 
 class Store(Protocol):
     async def add_audit(self, entry: AuditEntry) -> int: ...
-    async def run(self, fn: Callable[[SyncStore], Recorded]) -> Recorded: ...
+    def submit(self, fn: Callable[[SyncStore], Recorded]) -> Awaitable[Recorded]: ...
 
 
 AmiCommand = SetVar | Redirect | Hangup
@@ -87,18 +88,32 @@ class Executor:
         self._on_incident = on_incident
         self._clock = clock
 
-    async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
-        """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
-        bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
+    def start(self, decision: Decision, *, started: float | None = None) -> Coroutine[Any, Any, bool]:
+        """Hand the decision's records to the store now; the coroutine returned acts on them.
+
+        The commit starts at once, on the store's thread, and the actions are checked and
+        encoded while it runs: the agent waits for the commit, not for the preparation.
+        """
         callbacks = [c.callback for c in decision.commands if isinstance(c, StoreCallback)]
         incidents = [c.incident for c in decision.commands if isinstance(c, StoreIncident)]
-        ami_cmds = [c for c in decision.commands if isinstance(c, AmiCommand)]
         events = self._events(decision)
-        recorded = await self._store.run(
+        committing = self._store.submit(
             lambda store: record_decision(
                 store, callbacks=callbacks, incidents=incidents, audit=decision.audit, events=events
             )
         )
+        return self._act(decision, committing, incidents, started)
+
+    async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
+        """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
+        return await self.start(decision, started=started)
+
+    async def _act(
+        self, decision: Decision, committing: Awaitable[Recorded], incidents: list[Incident], started: float | None
+    ) -> bool:
+        bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
+        prepared = self.prepare(decision.commands)
+        recorded = await committing
         callback_ids = [c.id for c in recorded.callbacks]
         # Committed (records and their events together): now it may be acted on and announced.
         if self._on_committed is not None:
@@ -106,7 +121,7 @@ class Executor:
         for alert in decision.commands:
             if isinstance(alert, Alert):
                 bound.warning("supervisor_alert", kind=alert.kind, alert_agent=alert.agent, **alert.detail)
-        error = await self.send(ami_cmds)
+        error = prepared if isinstance(prepared, str) else await self.send_prepared(prepared)
         latency_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
         bound.info(
             "decision",
@@ -137,19 +152,31 @@ class Executor:
                 await self._on_incident(incident)
         return error is None
 
-    async def send(self, commands: Sequence[Command]) -> str | None:
-        """Send AMI commands in order; stop at the first failure and say what failed."""
+    def prepare(self, commands: Sequence[Command]) -> list[Mapping[str, str]] | str:
+        """The AMI actions of ``commands``, checked and encoded; if one is unsafe, what is
+        wrong with it (then none of them is sent)."""
+        prepared = []
         for command in commands:
-            if not isinstance(command, AmiCommand):
-                continue
-            action = ami_action(command)
+            if isinstance(command, AmiCommand):
+                try:
+                    prepared.append(self._ami.prepare(ami_action(command)))
+                except UnsafeActionError as exc:
+                    return f"unsafe_value: {exc}"
+        return prepared
+
+    async def send_prepared(self, actions: Sequence[Mapping[str, str]]) -> str | None:
+        """Send prepared actions in order; stop at the first failure and say what failed."""
+        for action in actions:
             try:
                 reply = await self._ami.send_action(action)
-            except UnsafeActionError as exc:
-                return f"unsafe_value: {exc}"
             except (AmiError, TimeoutError, OSError) as exc:
                 return f"{action['Action']}: {type(exc).__name__}: {exc}"
             if not _response_ok(reply):
                 message = getattr(reply, "get", lambda _k, _d=None: None)("Message", "")
                 return f"{action['Action']}: {message or 'error'}"
         return None
+
+    async def send(self, commands: Sequence[Command]) -> str | None:
+        """Send the AMI commands in order: none if one is unsafe; stop at the first failure."""
+        prepared = self.prepare(commands)
+        return prepared if isinstance(prepared, str) else await self.send_prepared(prepared)

@@ -122,6 +122,30 @@ def test_caller_id_update_is_followed() -> None:
     assert (pressed.caller_number, pressed.caller_name) == ("+49301", "New")
 
 
+def test_the_number_is_normalized_when_the_channel_is_bridged_and_when_it_changes() -> None:
+    seen: list[str] = []
+
+    def normalize(number: str) -> str | None:
+        seen.append(number)
+        return "+49" + number.removeprefix("0")
+
+    tracker = CallTracker(normalize_number=normalize)
+    tracker.handle(_newchannel("PJSIP/caller1-1", "c1", "c1", "0301"))
+    tracker.handle(_newchannel("PJSIP/caller2-1", "c2", "c2", "<unknown>"))
+    caller, withheld = tracker.channels["c1"], tracker.channels["c2"]
+    assert (caller.e164, seen) == (None, [])  # not yet bridged: nothing worked out
+    tracker.handle({"Event": "BridgeEnter", "Uniqueid": "c1", "BridgeUniqueid": "b1"})
+    tracker.handle({"Event": "BridgeEnter", "Uniqueid": "c2", "BridgeUniqueid": "b2"})
+    assert (caller.e164, withheld.e164) == ("+49301", None)
+    tracker.handle({"Event": "NewCallerid", "Uniqueid": "c1", "CallerIDNum": "0302", "CallerIDName": "New"})
+    assert caller.e164 == "+49302"
+    assert seen == ["0301", "0302"]  # a withheld number is never parsed
+    plain = CallTracker()
+    plain.handle(_newchannel("PJSIP/caller1-1", "c1", "c1", "0301"))
+    plain.handle({"Event": "BridgeEnter", "Uniqueid": "c1", "BridgeUniqueid": "b1"})
+    assert plain.channels["c1"].e164 is None
+
+
 def test_unknown_hotkey_name_is_reported_not_acted_on() -> None:
     (event,) = CallTracker().handle(_hotkey("PJSIP/agent1-1", "a1", "a1", hotkey="explode"))
     assert event == UnknownHotkey(name="explode", agent_channel="PJSIP/agent1-1", linkedid="a1")

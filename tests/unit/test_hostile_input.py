@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from panoramisk.actions import Action
 
-from callwarden.ami.client import AmiClient, AmiNotConnectedError
+from callwarden.ami.client import AmiClient, AmiNotConnectedError, PreparedAction
 from callwarden.ami.framing import CHANNEL_HEADERS, UnsafeActionError, check_action
 from callwarden.calls import (
     HOTKEY_TOKEN_HEADER,
@@ -63,8 +64,11 @@ class CheckingAmi:
     def __init__(self) -> None:
         self.sent: list[dict[str, str]] = []
 
-    async def send_action(self, action: dict[str, str]) -> dict[str, str]:
-        check_action(action)
+    def prepare(self, action: dict[str, str]) -> PreparedAction:
+        return PreparedAction(action)  # the client's own: checked, then encoded
+
+    async def send_action(self, action: Mapping[str, str]) -> dict[str, str]:
+        check_action(dict(action))
         self.sent.append(dict(action))
         return {"Response": "Success"}
 
@@ -230,12 +234,12 @@ def _press_of(agent_channel: str, caller_channel: str) -> HotkeyPressed:
 )
 async def test_executor_sends_nothing_unsafe(agent_channel: str, caller_channel: str, store: AsyncStore) -> None:
     """Even if a hostile channel name got into a decision, no unsafe action reaches the wire:
-    the first unsafe action stops the decision and the failure is audited."""
+    every action is checked before the first is sent, so the decision sends nothing at all
+    (not half of its Setvars), and the failure is audited."""
     decision = decide(_press_of(agent_channel, caller_channel), CallMemory(), FACTS, POLICY, T0)
     ami = CheckingAmi()
     assert not await Executor(ami=ami, store=store).execute(decision)
-    assert_wire_safe(ami.sent)
-    assert not any(a["Action"] == "Redirect" for a in ami.sent)  # nobody was moved
+    assert ami.sent == []
     failed = [r for r in await store.list_audit(linkedid="c1") if r.outcome == "failed"]
     assert len(failed) == 1 and failed[0].reason.startswith("unsafe_value")
 
@@ -269,6 +273,11 @@ async def test_client_checks_every_action_before_the_connection() -> None:
         await client.send_action({"Action": "Setvar", "Variable": "X", "Value": "a\r\nAction: Originate"})
     with pytest.raises(AmiNotConnectedError):
         await client.send_action({"Action": "Hangup", "Channel": "PJSIP/a-1"})
+    with pytest.raises(UnsafeActionError):
+        client.prepare({"Action": "Redirect", "Channel": "PJSIP/a-1", "ExtraChannel": "/.*/"})
+    prepared = client.prepare({"Action": "Setvar", "Channel": "PJSIP/a-1", "Variable": "X", "Value": "Jürgen"})
+    assert str(prepared) == str(Action(dict(prepared)))  # encoded once, as panoramisk would
+    assert str(prepared).startswith("Action: Setvar\r\nActionID: ") and str(prepared).endswith("\r\n\r\n")
 
 
 class _NoStore:

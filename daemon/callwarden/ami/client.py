@@ -12,7 +12,8 @@ What it does not do well is replaced here (see docs/reliability.md and the lab f
 * reconnect: our supervised loop with capped, jittered backoff instead of a fixed 2 s timer;
   actions left unanswered by a lost connection fail instead of being replayed blindly on the
   next login (a replayed Hangup could hit whatever call owns that channel name by then);
-* every action is checked for injection (:func:`framing.check_action`) and bounded by a timeout.
+* every action is checked for injection (:func:`framing.check_action`) and bounded by a timeout;
+  ``prepare()`` checks and encodes one ahead of sending (while a decision's commit runs).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
 from panoramisk import Manager
+from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
@@ -56,6 +58,22 @@ def reconnect_delay(attempt: int, low: float, high: float, rand: Callable[[], fl
     """Capped exponential backoff with jitter: in [cap/2, cap], cap = min(high, low * 2**attempt)."""
     cap = min(high, low * (2 ** min(attempt, 30)))
     return float(cap / 2 + rand() * cap / 2)
+
+
+class PreparedAction(Action):  # type: ignore[misc]
+    """An action checked for injection and encoded once, to be sent later.
+
+    panoramisk builds its ``Action`` (a case-insensitive dict, an ActionID, a future) and the
+    wire text when it sends: about 0.1 ms on a hotkey's path, done here ahead of time instead.
+    """
+
+    def __init__(self, action: Mapping[str, str]) -> None:
+        check_action(dict(action))
+        super().__init__(dict(action))
+        self._text: str = super().__str__()
+
+    def __str__(self) -> str:
+        return self._text
 
 
 EVENT_PREFIX = "Event: "
@@ -269,13 +287,14 @@ class AmiClient:
         if manager is not None and manager.protocol is not None:
             manager.protocol.close()
 
-    async def _send(self, action: dict[str, str], *, limit: float) -> Message:
-        check_action(action)
+    async def _send(self, action: Mapping[str, str], *, limit: float) -> Message:
+        if not isinstance(action, PreparedAction):
+            action = PreparedAction(action)  # checked before anything else
         manager = self._manager
         if manager is None or manager.protocol is None or manager.protocol.closed:
             raise AmiNotConnectedError("no AMI connection")
         lost = asyncio.ensure_future(self._lost.wait())
-        reply = asyncio.ensure_future(manager.send_action(dict(action)))
+        reply = asyncio.ensure_future(manager.send_action(action))
         try:
             done, _ = await asyncio.wait({reply, lost}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -287,8 +306,12 @@ class AmiClient:
             raise AmiConnectionLostError(f"connection lost before {action['Action']} was answered")
         raise TimeoutError(f"AMI {action['Action']} not answered within {limit}s")
 
-    async def send_action(self, action: dict[str, str]) -> Message:
-        """Send a checked action on the logged-in session, bounded by ``action_timeout``."""
+    def prepare(self, action: Mapping[str, str]) -> PreparedAction:
+        """Check and encode ``action`` now (``UnsafeActionError`` if unsafe), send it later."""
+        return PreparedAction(action)
+
+    async def send_action(self, action: Mapping[str, str]) -> Message:
+        """Send an action (checked, or prepared) on the logged-in session, bounded by ``action_timeout``."""
         if not self.logged_in.is_set():
             raise AmiNotConnectedError("AMI not logged in")
         return await self._send(action, limit=self._config.action_timeout)

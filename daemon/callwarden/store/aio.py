@@ -58,16 +58,29 @@ class AsyncStore:
             raise
         return cls(store, executor)
 
-    async def _call(self, fn: Callable[[], T]) -> T:
+    def _start(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         if self._closed:
-            raise StoreError("the store is closed")
+            closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            closed.set_exception(StoreError("the store is closed"))
+            return closed
         future = asyncio.wrap_future(self._executor.submit(fn))
         future.add_done_callback(_consume)
-        return await asyncio.shield(future)
+        return asyncio.shield(future)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await self._start(fn)
+
+    def submit(self, fn: Callable[[Store], T]) -> asyncio.Future[T]:
+        """Start ``fn(store)`` on the store's thread now (not when awaited); await its result.
+
+        For work that should begin before the caller's task gets to run (a hotkey's commit).
+        Cancelling the awaiter does not stop it.
+        """
+        return self._start(functools.partial(fn, self._store))
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the store's thread, e.g. several writes in one ``store.transaction()``."""
-        return await self._call(functools.partial(fn, self._store))
+        return await self.submit(fn)
 
     # Callbacks
 

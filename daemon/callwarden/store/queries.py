@@ -7,7 +7,7 @@ atomically (a decision's callback, audit row and MQTT outbox rows) calls them in
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,11 +35,16 @@ def _audit(row: RowMapping) -> AuditRecord:
     return AuditRecord(**dict(row))
 
 
+def _values(record: NewCallback | AuditEntry | Incident) -> dict[str, Any]:
+    # The record's fields, shallow (``asdict`` deep-copies: measurable on the hotkey's path).
+    return dict(vars(record))
+
+
 def insert_callback(writer: Writer, new: NewCallback) -> Callback:
     """The stored callback, as ``select_callback`` would read it back (times in UTC)."""
-    values: dict[str, Any] = asdict(new) | {"reason": new.reason.value, "status": CallbackStatus.OPEN.value}
+    values = _values(new) | {"reason": new.reason.value, "status": CallbackStatus.OPEN.value}
     callback_id = writer.insert(callbacks, values)
-    stored = Callback(id=callback_id, **asdict(new))
+    stored = Callback(id=callback_id, **_values(new))
     return replace(stored, created=new.created.astimezone(UTC), due=new.due.astimezone(UTC))
 
 
@@ -72,7 +77,7 @@ def update_number(conn: Connection, callback_id: int, number: str | None) -> boo
 
 
 def insert_audit(writer: Writer, entry: AuditEntry) -> int:
-    return writer.insert(audit, asdict(entry))
+    return writer.insert(audit, _values(entry))
 
 
 def select_audit(
@@ -88,7 +93,7 @@ def select_audit(
 
 
 def insert_incident(writer: Writer, incident: Incident) -> None:
-    writer.insert(incidents, asdict(incident))
+    writer.insert(incidents, _values(incident))
 
 
 def count_incidents(conn: Connection, caller_number: str, since: datetime) -> int:
