@@ -177,9 +177,8 @@ class Daemon:
         if press.hotkey is Hotkey.END and decision.outcome is Outcome.APPROVED:
             self.ends[press.agent_endpoint].append(time.monotonic())
         self._act(decision, started, f"decision-{press.linkedid}")
-        # Written once the decision's commit is on its way (the store's thread has it) and the
-        # task above has prepared its actions: the agent does not wait for this line (~0.1 ms);
-        # it still comes before the decision's line.
+        # Written once the decision's commit is under way on the store's thread: the agent does
+        # not wait for this line (~0.1 ms); it still comes before the decision's line.
         asyncio.get_running_loop().call_soon(
             functools.partial(
                 log.info,

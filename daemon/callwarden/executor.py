@@ -91,29 +91,34 @@ class Executor:
     def start(self, decision: Decision, *, started: float | None = None) -> Coroutine[Any, Any, bool]:
         """Hand the decision's records to the store now; the coroutine returned acts on them.
 
-        The commit starts at once, on the store's thread, and the actions are checked and
-        encoded while it runs: the agent waits for the commit, not for the preparation.
+        The actions are checked and encoded first, then the commit starts at once on the
+        store's thread (not when a task gets to run): once it is done, only the writes are left.
         """
         callbacks = [c.callback for c in decision.commands if isinstance(c, StoreCallback)]
         incidents = [c.incident for c in decision.commands if isinstance(c, StoreIncident)]
         events = self._events(decision)
+        prepared = self.prepare(decision.commands)
         committing = self._store.submit(
             lambda store: record_decision(
                 store, callbacks=callbacks, incidents=incidents, audit=decision.audit, events=events
             )
         )
-        return self._act(decision, committing, incidents, started)
+        return self._act(decision, committing, prepared, incidents, started)
 
     async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
         """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
         return await self.start(decision, started=started)
 
     async def _act(
-        self, decision: Decision, committing: Awaitable[Recorded], incidents: list[Incident], started: float | None
+        self,
+        decision: Decision,
+        committing: Awaitable[Recorded],
+        prepared: list[Mapping[str, str]] | str,
+        incidents: list[Incident],
+        started: float | None,
     ) -> bool:
-        bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
-        prepared = self.prepare(decision.commands)
         recorded = await committing
+        bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
         callback_ids = [c.id for c in recorded.callbacks]
         # Committed (records and their events together): now it may be acted on and announced.
         if self._on_committed is not None:

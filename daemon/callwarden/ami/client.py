@@ -293,8 +293,8 @@ class AmiClient:
         manager = self._manager
         if manager is None or manager.protocol is None or manager.protocol.closed:
             raise AmiNotConnectedError("no AMI connection")
+        reply = asyncio.ensure_future(manager.send_action(action))  # written now
         lost = asyncio.ensure_future(self._lost.wait())
-        reply = asyncio.ensure_future(manager.send_action(action))
         try:
             done, _ = await asyncio.wait({reply, lost}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
