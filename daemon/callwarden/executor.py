@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import structlog
 
 from callwarden.ami.client import AmiError
-from callwarden.ami.framing import UnsafeActionError
+from callwarden.ami.framing import UnsafeActionError, check_action
 from callwarden.decisions import Alert, Command, Decision, Hangup, Redirect, SetVar, StoreCallback, StoreIncident
 from callwarden.logs import mask_number
 from callwarden.records import AuditEntry, Incident
@@ -158,16 +158,16 @@ class Executor:
         return error is None
 
     def prepare(self, commands: Sequence[Command]) -> list[Mapping[str, str]] | str:
-        """The AMI actions of ``commands``, checked and encoded; if one is unsafe, what is
-        wrong with it (then none of them is sent)."""
-        prepared = []
-        for command in commands:
-            if isinstance(command, AmiCommand):
-                try:
-                    prepared.append(self._ami.prepare(ami_action(command)))
-                except UnsafeActionError as exc:
-                    return f"unsafe_value: {exc}"
-        return prepared
+        """The AMI actions of ``commands``, every one checked, the first also encoded (it is
+        written as soon as the commit is done; the others are built while its reply is on the
+        way); if one is unsafe, what is wrong with it (then none of them is sent)."""
+        actions = [ami_action(command) for command in commands if isinstance(command, AmiCommand)]
+        try:
+            for action in actions:
+                check_action(action)
+            return [self._ami.prepare(actions[0]), *actions[1:]] if actions else []
+        except UnsafeActionError as exc:
+            return f"unsafe_value: {exc}"
 
     async def send_prepared(self, actions: Sequence[Mapping[str, str]]) -> str | None:
         """Send prepared actions in order; stop at the first failure and say what failed."""
