@@ -18,7 +18,8 @@ within 2 s. Measured per call:
   cross-correlation with the prompt file (tests/audio.py; score >= 0.85; the lab PBX plays it
   bit-exact), and its first sample mapped back to the packet's arrival time. Key-down of "1"
   is 100 ms earlier: add that for "from the moment the finger went down".
-* where the time goes, from the daemon's log: key-up -> the daemon read the hotkey event ->
+* where the time goes, from the daemon's log: key-up -> the daemon's ``hotkey_pressed`` line
+  (written once the decision's commit is under way, ~0.3 ms after reading the event) ->
   the PBX reported the announcement started (its ``CallwardenStep`` UserEvent) -> audio.
 * **exactly once**: per call one ``hotkey_pressed`` and one approved decision in the daemon's
   log, one ``announcement_started``, and the caller heard the announcement once.

@@ -104,7 +104,7 @@ def e2e(data: dict[str, Any]) -> list[str]:
     lines = [
         f"Machine: {machine(data)}.",
         "",
-        "| calls | p50 ms | p95 ms | max ms | p95 per round | key-up -> daemon read it, p50 ms | "
+        "| calls | p50 ms | p95 ms | max ms | p95 per round | key-up -> `hotkey_pressed` logged, p50 ms | "
         "key-up -> announcement started, p50 ms | heard | exactly once | test UA CPU | UA tick lag p99 ms |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
