@@ -129,10 +129,13 @@ class Store:
             with self.transaction() as conn:
                 yield CoreWriter(conn)
             return
-        writer = self._write_connection()
-        if writer.in_transaction():
-            raise StoreError("a write transaction is already open on this store")
-        driver = writer.connection.driver_connection
+        try:
+            writer = self._write_connection()
+            if writer.in_transaction():
+                raise StoreError("a write transaction is already open on this store")
+            driver = writer.connection.driver_connection
+        except SQLAlchemyError as exc:
+            raise store_error(exc) from exc
         assert isinstance(driver, sqlite3.Connection)
         try:
             with sqlite_transaction(driver) as cursor:

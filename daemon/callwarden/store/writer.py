@@ -13,6 +13,7 @@ PostgreSQL (a network round trip per statement anyway) uses the Core path.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,19 +30,20 @@ class Writer(Protocol):
         ...
 
 
+@functools.cache
+def _core_insert(table: sa.Table) -> sa.Insert:
+    # Built once, executed with parameters: ``.values(...)`` per row re-coerces every column.
+    return sa.insert(table)
+
+
 class CoreWriter:
     """Through SQLAlchemy Core, on a connection inside ``Store.transaction()``."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._statements: dict[str, sa.Insert] = {}
 
     def insert(self, table: sa.Table, values: Mapping[str, Any]) -> int:
-        statement = self._statements.get(table.name)
-        if statement is None:
-            # Built once, executed with parameters: ``.values(...)`` per row re-coerces every column.
-            statement = self._statements[table.name] = sa.insert(table)
-        key = self._conn.execute(statement, dict(values)).inserted_primary_key
+        key = self._conn.execute(_core_insert(table), dict(values)).inserted_primary_key
         assert key is not None and isinstance(key[0], int)
         return key[0]
 
