@@ -52,6 +52,7 @@ from callwarden.decisions import (
     decide_caller_gone,
     decide_number_entered,
     decide_unanswered,
+    memory_from_audit,
 )
 from callwarden.events import decision_events
 from callwarden.executor import Executor
@@ -60,7 +61,7 @@ from callwarden.metrics import Health, HttpServer, Metrics
 from callwarden.mqtt import Publisher
 from callwarden.numbers import dialplan_keys, to_e164
 from callwarden.policy import Policy, load_policy, parse_policy
-from callwarden.records import AuditEntry, Incident
+from callwarden.records import AuditEntry, AuditRecord, Incident
 from callwarden.resync import resync_events
 from callwarden.store import AsyncStore, StoreError, outbox
 
@@ -359,6 +360,7 @@ class Daemon:
         if error:
             log.error("hotkey_token_not_set", error=error)
         await self.resync()
+        await self.restore_memory()
         await self.sync_flags()
 
     async def resync(self) -> None:
@@ -380,6 +382,48 @@ class Daemon:
         for event in events:
             self.on_ami_event(event)
         log.info("calls_resynced", channels=len(snapshot), changes=len(events), calls=len(self.tracker.calls))
+
+    async def restore_memory(self) -> None:
+        """Calls the daemon has no memory of (under way when it started or while AMI was down):
+        what was decided on them comes back from the audit trail, so a warning given before a
+        restart still counts and an ended call stays ended.
+
+        A hotkey that arrives while the store is read is decided without it (a window of
+        milliseconds after the login); its call keeps the memory that decision made.
+        """
+        unknown = [linkedid for linkedid in self.tracker.calls if linkedid not in self.memory]
+        if not unknown:
+            return
+        try:
+            records = await self.store.list_audit_of(unknown)
+        except StoreError as exc:
+            log.error("call_memory_not_restored", error=str(exc), calls=len(unknown))
+            return
+        by_call: dict[str, list[AuditRecord]] = collections.defaultdict(list)
+        for record in records:
+            by_call[record.linkedid].append(record)
+        restored = warnings = 0
+        for linkedid, rows in by_call.items():
+            memory = memory_from_audit(rows)
+            if linkedid in self.tracker.calls and linkedid not in self.memory and memory != CallMemory():
+                self.memory[linkedid] = memory
+                restored, warnings = restored + 1, warnings + len(memory.warnings)
+        log.info("call_memory_restored", calls=restored, warnings=warnings, looked_up=len(unknown))
+
+    async def restore_ends(self) -> None:
+        """The approved ends of the last hour, per agent (the policy's ends-per-hour limit)."""
+        now = dt.datetime.now(dt.UTC)
+        try:
+            records = await self.store.list_audit(since=now - dt.timedelta(hours=1))
+        except StoreError as exc:
+            log.error("ends_not_restored", error=str(exc))
+            return
+        ends = [r for r in records if r.action == Hotkey.END.value and r.outcome == Outcome.APPROVED.value and r.agent]
+        for record in ends:
+            assert record.agent is not None
+            self.ends[record.agent].append(time.monotonic() - (now - record.at).total_seconds())
+        if ends:
+            log.info("ends_restored", ends=len(ends), agents=len({r.agent for r in ends}))
 
     async def sync_flags(self) -> None:
         """Publish the repeat-caller flags (and their display prefix) the dialplan reads."""
@@ -481,6 +525,7 @@ class Daemon:
         code = ExitCode.OK
         if self.http is not None:
             self.http.start()
+        await self.restore_ends()
         # Start-up objects (modules, config, policy) never die: keep them out of every future
         # full collection, which would otherwise scan them on the hotkey's path.
         gc.collect()

@@ -8,6 +8,7 @@ named here live in dialplan/extensions_callwarden.conf.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -93,6 +94,31 @@ class CallMemory:
     handover_team: str | None = None
     pending_callback: PendingCallback | None = None
     callback_recorded: bool = False
+
+
+FINISHING = frozenset({Hotkey.END.value, Hotkey.HANDOVER.value, Hotkey.CALLBACK.value})
+
+
+def memory_from_audit(records: Iterable[AuditEntry]) -> CallMemory:
+    """What ``decide`` remembered of a call, rebuilt from the call's audit rows (oldest first).
+
+    For calls already under way when the daemon (re)started: a warning given before a restart
+    still counts, and an ended or handed-over call stays finished. The warnings are the
+    approved ``warn`` rows and the refused ``end`` rows that warned instead (``decide`` counts
+    both); an approved end, hand-over or callback finishes the call. Steps, rejections and
+    failures of carrying a decision out change nothing here, as they change nothing in
+    ``decide``. What an action under way needs (its origin, a pending callback) is not rebuilt:
+    the PBX carries that part on.
+    """
+    memory = CallMemory()
+    for record in records:
+        approved = record.outcome == Outcome.APPROVED.value
+        warned_instead = record.outcome == Outcome.REFUSED.value and record.detail.get("instead") == "warn"
+        if (record.action == Hotkey.WARN.value and approved) or (record.action == Hotkey.END.value and warned_instead):
+            memory.warnings.append(record.at)
+        if record.action in FINISHING and approved:
+            memory.finished = True
+    return memory
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DaemonProcess, LabPbx, TcpProxy, stored_audit, stored_callbacks, write_config
-from tests.sip.phone import PhoneCall, TestPhone
+from tests.integration.harness import (
+    DaemonProcess,
+    LabPbx,
+    TcpProxy,
+    stored_audit,
+    stored_callbacks,
+    write_config,
+)
+from tests.sip.phone import PhoneCall, TestPhone, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +109,75 @@ def test_sigkill_after_a_hotkey_and_restart_acts_once_and_records_once(
         placed.wait_ended(15)  # the caller heard the announcement and was hung up, once
         assert len(stored_callbacks(store_path)) == 1
         assert restarted.events("decision") == []  # nothing replayed
+    finally:
+        restarted.kill()
+
+
+def test_a_warning_given_before_a_daemon_restart_still_counts_for_the_end(
+    pbx: LabPbx, daemon_config: Path, store_path: Path, phone: Callable[..., TestPhone]
+) -> None:
+    """The policy's "warn first" survives an upgrade or crash of the daemon mid-call: the
+    restarted daemon reads the call's decisions back from the audit trail."""
+    daemon = DaemonProcess(daemon_config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        placed, answered = connect(phone)
+        answered.press("*1")
+        warned = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
+        assert warned["outcome"] == "approved"
+        wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
+    finally:
+        daemon.kill()
+    restarted = DaemonProcess(daemon_config).start()
+    try:
+        restored = restarted.wait_for("call_memory_restored")
+        assert (restored["calls"], restored["warnings"]) == (1, 1)
+        answered.press("*2")
+        ended = restarted.wait_for("decision", where=lambda r: r["action"] == "end")
+        assert (ended["outcome"], ended["reason"], ended["linkedid"]) == (
+            "approved",
+            "end_approved",
+            warned["linkedid"],
+        )
+        placed.wait_ended(15)
+        rows = [(r.action, r.outcome) for r in stored_audit(store_path, str(warned["linkedid"]))]
+        assert rows.count(("warn", "approved")) == 1 and ("end", "approved") in rows
+    finally:
+        restarted.kill()
+
+
+def test_ends_before_a_restart_count_toward_the_agents_hourly_limit(
+    pbx: LabPbx, daemon_config: Path, policy_path: Path, phone: Callable[..., TestPhone]
+) -> None:
+    policy_path.write_text(policy_path.read_text().replace("max_ends_per_hour = 5", "max_ends_per_hour = 1"))
+    agent = phone("agent1", auto_answer=True)
+
+    def warn_then_end(daemon: DaemonProcess, caller: str) -> dict[str, object]:
+        placed = phone(caller).call("100")
+        answered = agent.next_call()
+        placed.wait_answered()
+        answered.press("*1")
+        daemon.wait_for("decision", where=lambda r: r["action"] == "warn" and r["outcome"] == "approved")
+        wait_until(lambda: pbx.bridged(caller, "agent1"), 10, "caller and agent bridged again")
+        answered.press("*2")
+        ended = daemon.wait_for("decision", where=lambda r: r["action"] == "end")
+        placed.wait_ended(15)
+        return ended
+
+    daemon = DaemonProcess(daemon_config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        assert warn_then_end(daemon, "caller1")["outcome"] == "approved"
+        assert daemon.events("supervisor_alert") == []  # one end in the hour: within the limit
+    finally:
+        daemon.kill()
+    restarted = DaemonProcess(daemon_config).start()
+    try:
+        assert restarted.wait_for("ends_restored")["ends"] == 1
+        restarted.wait_for("ami_logged_in")
+        assert warn_then_end(restarted, "caller2")["outcome"] == "approved"
+        alert = restarted.wait_for("supervisor_alert")
+        assert (alert["kind"], alert["alert_agent"], alert["ends_last_hour"]) == ("ends_per_hour_exceeded", "agent1", 2)
     finally:
         restarted.kill()
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -24,6 +25,7 @@ from callwarden.decisions import (
     decide_caller_gone,
     decide_number_entered,
     decide_unanswered,
+    memory_from_audit,
 )
 from callwarden.policy import Policy, load_policy
 from callwarden.records import CallbackReason
@@ -281,3 +283,54 @@ class CallMachine(RuleBasedStateMachine):
 
 TestCallMachine = CallMachine.TestCase
 TestCallMachine.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
+
+
+# -- memory rebuilt from the audit trail (a daemon restart mid-call) -----------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    presses=st.lists(
+        st.tuples(st.sampled_from(list(Hotkey)), st.integers(min_value=0, max_value=30), st.booleans()), max_size=12
+    ),
+    on_refused=st.sampled_from(["warn", "nothing"]),
+)
+def test_memory_rebuilt_from_the_audit_rows_decides_as_the_live_one(
+    presses: list[tuple[Hotkey, int, bool]], on_refused: str
+) -> None:
+    """After any presses, the memory rebuilt from their audit rows decides the next press
+    exactly as the live memory does (warnings, their times, finished)."""
+    policy = POLICY.model_copy(update={"end": POLICY.end.model_copy(update={"on_refused": on_refused})})
+    live, rows, now = CallMemory(), [], T0
+    for hotkey, seconds, permitted_agent in presses:
+        now += dt.timedelta(seconds=seconds)
+        decision = decide(press(hotkey, "agent1" if permitted_agent else "agent9"), live, FACTS, policy, now)
+        rows.append(decision.audit)
+        live.busy = None  # the action done, both legs bridged again (Daemon.on_bridged)
+    rebuilt = memory_from_audit(rows)
+    assert (rebuilt.warnings, rebuilt.finished) == (live.warnings, live.finished)
+    after = now + dt.timedelta(seconds=POLICY.end.min_seconds_after_warning)
+    for hotkey in (Hotkey.END, Hotkey.WARN):
+        expected = decide(press(hotkey), _copy(live), FACTS, policy, after)
+        got = decide(press(hotkey), _copy(rebuilt), FACTS, policy, after)
+        assert (got.outcome, got.reason) == (expected.outcome, expected.reason)
+
+
+def _copy(memory: CallMemory) -> CallMemory:
+    return CallMemory(warnings=list(memory.warnings), finished=memory.finished)
+
+
+def test_memory_from_audit_ignores_steps_rejections_and_failures() -> None:
+    warn = decide(press(Hotkey.WARN), CallMemory(), FACTS, POLICY, T0).audit
+    later = T0 + dt.timedelta(seconds=20)
+    noise = [
+        replace(warn, action="announcement_done", outcome="done", reason="callwarden/warn"),
+        replace(warn, action="end", outcome="rejected", reason="bad_token", at=later),
+        replace(warn, action="end", outcome="failed", reason="Redirect: Channel not found", at=later),
+        replace(
+            warn, action="end", outcome="refused", reason="no_warning_yet", at=later, detail={"instead": "nothing"}
+        ),
+    ]
+    rebuilt = memory_from_audit([warn, *noise])
+    assert (rebuilt.warnings, rebuilt.finished) == ([T0], False)
+    assert memory_from_audit([]) == CallMemory()

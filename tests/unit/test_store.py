@@ -344,6 +344,16 @@ def test_audit_round_trip_oldest_first(store: Store) -> None:
     assert all(r.at.tzinfo is UTC for r in records)
 
 
+def test_audit_of_many_calls_oldest_first(store: Store) -> None:
+    late = store.add_audit(audit_entry(at=T0 + timedelta(seconds=5), linkedid="call.3"))
+    early = store.add_audit(audit_entry(at=T0, linkedid="call.1"))
+    store.add_audit(audit_entry(at=T0, linkedid="other.9"))
+    same_time = store.add_audit(audit_entry(at=T0, linkedid="call.2"))
+    asked = [f"call.{n}" for n in range(1, 1201)]  # more than one IN (...) list
+    assert [r.id for r in store.list_audit_of(asked)] == [early, same_time, late]
+    assert store.list_audit_of([]) == []
+
+
 def test_audit_filters(store: Store) -> None:
     ids = [store.add_audit(audit_entry(at=T0 + timedelta(minutes=m), linkedid=f"call.{m % 2}")) for m in range(6)]
     assert [r.id for r in store.list_audit(linkedid="call.1")] == ids[1::2]

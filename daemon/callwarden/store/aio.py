@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -108,6 +108,9 @@ class AsyncStore:
         self, linkedid: str | None = None, since: datetime | None = None, limit: int | None = None
     ) -> list[AuditRecord]:
         return await self._call(functools.partial(self._store.list_audit, linkedid, since, limit))
+
+    async def list_audit_of(self, linkedids: Collection[str]) -> list[AuditRecord]:
+        return await self._call(functools.partial(self._store.list_audit_of, list(linkedids)))
 
     # Incidents
 

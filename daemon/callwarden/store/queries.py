@@ -7,6 +7,7 @@ atomically (a decision's callback, audit row and MQTT outbox rows) calls them in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +90,12 @@ def select_audit(
     if since is not None:
         require_aware("since", since)
         query = query.where(audit.c.at >= since)
+    return [_audit(row) for row in conn.execute(query).mappings()]
+
+
+def select_audit_of(conn: Connection, linkedids: Sequence[str]) -> list[AuditRecord]:
+    """The audit rows of these calls, oldest first (by time, then id)."""
+    query = sa.select(audit).where(audit.c.linkedid.in_(list(linkedids))).order_by(audit.c.at, audit.c.id)
     return [_audit(row) for row in conn.execute(query).mappings()]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -32,6 +32,9 @@ from callwarden.store.errors import CallbackNotFound, StoreError, store_error
 from callwarden.store.writer import CoreWriter, PreparedInserts, SqliteWriter, Writer, sqlite_transaction
 
 log = structlog.get_logger("callwarden.store")
+
+# Values per ``IN (...)`` list: below SQLite's and PostgreSQL's limits on bound parameters.
+IN_CHUNK = 500
 
 # Mode of a new SQLite file (and so of its -wal/-shm files): it holds personal data.
 DB_FILE_MODE = 0o640
@@ -218,6 +221,15 @@ class Store:
         """Oldest first; ``since`` is inclusive; ``limit`` keeps the oldest."""
         with self._reading() as conn:
             return q.select_audit(conn, linkedid, since, limit)
+
+    def list_audit_of(self, linkedids: Collection[str]) -> list[AuditRecord]:
+        """The audit rows of these calls, oldest first (by time, then id)."""
+        wanted = sorted(set(linkedids))
+        records: list[AuditRecord] = []
+        with self._reading() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                records += q.select_audit_of(conn, wanted[start : start + IN_CHUNK])
+        return sorted(records, key=lambda record: (record.at, record.id))
 
     # Incidents (repeat offenders)
 
