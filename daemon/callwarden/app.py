@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import functools
 import gc
+import re
 import secrets
 import signal
 import time
@@ -31,6 +32,7 @@ from callwarden.ami.framing import Frame
 from callwarden.calls import (
     CallbackNumberEntered,
     CallTracker,
+    Channel,
     ChannelBridged,
     ChannelHungUp,
     FrameTampered,
@@ -72,6 +74,10 @@ SHUTDOWN_GRACE = 1.0  # seconds to say goodbye to the broker and AMI: exit stays
 PURGE_INTERVAL = 24 * 3600
 HEALTH_INTERVAL = 1.0  # seconds between health snapshots
 STORE_CHECK_EVERY = 10  # health snapshots between real store writes
+
+
+# A number a caller dialed, as the dialplan sees it (what the policy's routes list).
+DIALED = re.compile(r"[0-9A-Za-z+*#]{1,40}")
 
 
 class ExitCode(IntEnum):
@@ -381,7 +387,37 @@ class Daemon:
         events = resync_events(self.tracker.channels, snapshot, tracked_before=before, ended_meanwhile=ended)
         for event in events:
             self.on_ami_event(event)
-        log.info("calls_resynced", channels=len(snapshot), changes=len(events), calls=len(self.tracker.calls))
+        dialed = await self._recover_dialed([c for u, c in self.tracker.channels.items() if u not in before])
+        log.info(
+            "calls_resynced",
+            channels=len(snapshot),
+            changes=len(events),
+            calls=len(self.tracker.calls),
+            dialed_recovered=dialed,
+        )
+
+    async def _recover_dialed(self, channels: list[Channel]) -> int:
+        """The number each newly found call dialed (routing and language depend on it).
+
+        A snapshot shows where a channel is in the dialplan now, not what it dialed; the
+        caller's ``CALLERID(dnid)`` is what it dialed (as the ``Exten`` of its ``Newchannel``).
+        """
+        recovered = 0
+        for channel in channels:
+            if channel.uniqueid != channel.linkedid or channel.dialed:
+                continue  # only the leg that started the call
+            try:
+                reply = await self.ami.send_action(
+                    {"Action": "Getvar", "Channel": channel.name, "Variable": "CALLERID(dnid)"}
+                )
+            except (AmiError, TimeoutError, OSError) as exc:
+                log.warning("dialed_not_recovered", channel=channel.name, error=str(exc))
+                continue
+            value = reply.get("Value", "") if reply.get("Response") == "Success" else ""
+            if DIALED.fullmatch(value or ""):
+                channel.dialed = value
+                recovered += 1
+        return recovered
 
     async def restore_memory(self) -> None:
         """Calls the daemon has no memory of (under way when it started or while AMI was down):

@@ -91,6 +91,26 @@ def test_call_started_while_the_daemon_was_away_is_resynced_and_its_hotkey_works
         daemon.kill()
 
 
+def test_a_resynced_call_is_routed_by_the_number_it_dialed(
+    pbx: LabPbx, daemon_config: Path, store_path: Path, phone: Callable[..., TestPhone]
+) -> None:
+    """A call found by the resync has its dialed number too: the callback goes to the team of
+    the service number the caller dialed (100: billing), not to the fallback route's."""
+    placed, answered = connect(phone, number="100")  # no daemon yet
+    daemon = DaemonProcess(daemon_config).start()
+    try:
+        resynced = daemon.wait_for("calls_resynced")
+        assert (resynced["calls"], resynced["dialed_recovered"]) == (1, 1)
+        answered.press("*4")
+        made = daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
+        assert (made["outcome"], made["reason"]) == ("approved", "callback_recorded")
+        placed.wait_ended(15)
+        (callback,) = stored_callbacks(store_path)
+        assert (callback.assignee, callback.dialed_number) == ("billing", "100")
+    finally:
+        daemon.kill()
+
+
 def test_sigkill_after_a_hotkey_and_restart_acts_once_and_records_once(
     pbx: LabPbx, daemon_config: Path, store_path: Path, phone: Callable[..., TestPhone]
 ) -> None:
