@@ -301,11 +301,13 @@ def _decide_end(at: Situation, memory: CallMemory) -> Decision:
             commands.append(Alert("ends_per_hour_exceeded", at.press.agent_endpoint, detail))
         commands += at.move_both("end", "end")
         return at.decision(Outcome.APPROVED, "end_approved", commands, warnings=str(len(memory.warnings)))
+    # The agent hears why: "warn first", or "too soon after the warning".
+    agent_step = "end-too-soon" if refusal == "too_soon_after_warning" else "end-refused"
     if rules.on_refused == "warn":
         memory.warnings.append(now)
-        commands = at.incident("warn") + at.move_both("warn", "end-refused")
+        commands = at.incident("warn") + at.move_both("warn", agent_step)
         return at.decision(Outcome.REFUSED, refusal, commands, instead="warn")
-    return at.decision(Outcome.REFUSED, refusal, at.move_both("hold", "end-refused-resume"), instead="nothing")
+    return at.decision(Outcome.REFUSED, refusal, at.move_both("hold", f"{agent_step}-resume"), instead="nothing")
 
 
 # -- follow-ups reported by the dialplan ----------------------------------------------------------

@@ -28,6 +28,7 @@ PROMPTS = (
     "no-number",
     "agent-refused",
     "agent-end-refused",
+    "agent-end-too-soon",
 )
 SOUND_FORMATS = ("wav", "gsm", "ulaw", "alaw", "sln", "slin", "g722", "wav16", "sln16", "g729")
 

@@ -6,6 +6,7 @@ daemon decided, in its store (the audit trail and callbacks) and its log.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,25 @@ def test_end_without_warning_is_refused_warning_plays_no_hangup(
     audio_flows(call.agent, call.caller)
     (row,) = [r for r in stored_audit(store_path, str(made["linkedid"])) if r.action == "end"]
     assert (row.outcome, row.reason, row.detail["instead"]) == ("refused", "no_warning_yet", "warn")
+
+
+def test_end_too_soon_after_the_warning_tells_the_agent_why(
+    daemon: DaemonProcess, connect: Callable[..., Call], pbx: LabPbx, policy_path: Path
+) -> None:
+    text = policy_path.read_text()
+    policy_path.write_text(text.replace("min_seconds_after_warning = 0", "min_seconds_after_warning = 300"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("policy_reloaded")
+    call = connect()
+    call.agent.press("*1")
+    decision(daemon, "warn")
+    wait_until(lambda: pbx.bridged(*call.endpoints), 10, "caller and agent bridged again")
+    call.agent.press("*2")
+    made = decision(daemon, "end")
+    assert (made["outcome"], made["reason"]) == ("refused", "too_soon_after_warning")
+    heard(call.agent, "agent-end-too-soon")
+    assert find_prompt(call.agent.received_audio(), load_prompt(prompt_path("en", "agent-end-refused"))) is None
+    wait_until(lambda: pbx.bridged(*call.endpoints), 15, "caller and agent bridged again")
 
 
 def test_not_permitted_agent_is_refused_and_the_call_goes_on(

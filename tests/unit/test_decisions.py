@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from callwarden.decisions import (
     Decision,
     Hangup,
     Outcome,
+    PendingCallback,
     Redirect,
     SetVar,
     StoreCallback,
@@ -76,10 +78,12 @@ def test_end_without_warning_is_refused_and_warns_instead() -> None:
     assert memory.warnings == [T0]  # the warning played instead counts
 
 
-def test_end_too_soon_after_warning_is_refused() -> None:
+def test_end_too_soon_after_warning_is_refused_and_the_agent_hears_why() -> None:
     memory = CallMemory(warnings=[T0])
     decision = decide(press(Hotkey.END), memory, FACTS, POLICY, T0 + dt.timedelta(seconds=2))
     assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "too_soon_after_warning")
+    # The caller hears the warning (on_refused = "warn"); the agent hears "too soon", not "warn first".
+    assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-warn", AGENT, "callwarden-agent-end-too-soon")
 
 
 def test_end_after_warning_is_approved() -> None:
@@ -102,6 +106,8 @@ def test_end_refused_with_nothing_instead(tmp_path: Path) -> None:
         "callwarden-agent-end-refused-resume",
     )
     assert not any(isinstance(c, StoreIncident) for c in decision.commands)
+    too_soon = decide(press(Hotkey.END), CallMemory(warnings=[T0]), FACTS, policy, T0 + dt.timedelta(seconds=1))
+    assert redirect_of(too_soon).extra_context == "callwarden-agent-end-too-soon-resume"
 
 
 def test_too_many_ends_raise_an_alert() -> None:
@@ -334,3 +340,35 @@ def test_memory_from_audit_ignores_steps_rejections_and_failures() -> None:
     rebuilt = memory_from_audit([warn, *noise])
     assert (rebuilt.warnings, rebuilt.finished) == ([T0], False)
     assert memory_from_audit([]) == CallMemory()
+
+
+# -- the dialplan has every context a decision can send a channel to ----------------------------
+
+
+def test_every_context_a_decision_can_use_is_in_the_dialplan() -> None:
+    dialplan = (Path(__file__).resolve().parents[2] / "dialplan" / "extensions_callwarden.conf").read_text()
+    defined = set(re.findall(r"^\[([^\]]+)\]", dialplan, flags=re.MULTILINE))
+    used: set[str] = set()
+
+    def note(decision: Decision | None) -> None:
+        for command in decision.commands if decision else ():
+            if isinstance(command, Redirect):
+                used.update(c for c in (command.context, command.extra_context) if c)
+
+    later = T0 + dt.timedelta(hours=1)
+    waiting = PendingCallback(CallbackReason.WITHHELD, "team", "en")
+    for on_refused in ("warn", "nothing"):
+        policy = POLICY.model_copy(update={"end": POLICY.end.model_copy(update={"on_refused": on_refused})})
+        for hotkey in Hotkey:
+            for warnings, now in (([], T0), ([T0], T0 + dt.timedelta(seconds=1)), ([T0], later)):
+                for agent in ("agent1", "agent9"):  # permitted, not permitted
+                    for facts in (FACTS, WITHHELD):
+                        memory = CallMemory(warnings=list(warnings))
+                        note(decide(press(hotkey, agent), memory, facts, policy, now))
+                        memory.busy = None
+                        note(decide_unanswered(memory, facts, policy, now))
+                        for number in ("+493012345678", None):
+                            pending = CallMemory(origin=press(hotkey), pending_callback=waiting)
+                            note(decide_number_entered(pending, facts, number, policy, now))
+    assert used - defined == set()
+    assert {"callwarden-agent-end-too-soon", "callwarden-agent-end-too-soon-resume"} <= used
