@@ -38,6 +38,15 @@ def connect(phone: Callable[..., TestPhone], caller: str = "caller1", number: st
     return placed, answered
 
 
+HOTKEYS = {"warn": "*1", "end": "*2", "callback": "*4"}
+
+
+def press(action: str, call: PhoneCall, daemon: DaemonProcess) -> dict[str, object]:
+    """The agent presses the action's key; the daemon's decision on it."""
+    call.press(HOTKEYS[action])
+    return daemon.wait_for("decision", where=lambda r: r["action"] == action)
+
+
 def test_half_open_ami_link_is_detected_and_reconnected_within_the_watchdog_time(
     proxy: TcpProxy, tmp_path: Path, store_path: Path, policy_path: Path, http_port: int
 ) -> None:
@@ -69,8 +78,7 @@ def test_asterisk_restart_daemon_reconnects_and_handles_the_next_hotkey(
     daemon.wait_for("ami_logged_in", timeout=15)
     placed.wait_ended(10)
     _second, second_agent = connect(phone, "caller2", "101", "agent2")
-    second_agent.press("*1")
-    made = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
+    made = press("warn", second_agent, daemon)
     assert (made["outcome"], made["agent"]) == ("approved", "agent2")
 
 
@@ -101,8 +109,7 @@ def test_a_resynced_call_is_routed_by_the_number_it_dialed(
     try:
         resynced = daemon.wait_for("calls_resynced")
         assert (resynced["calls"], resynced["dialed_recovered"]) == (1, 1)
-        answered.press("*4")
-        made = daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
+        made = press("callback", answered, daemon)
         assert (made["outcome"], made["reason"]) == ("approved", "callback_recorded")
         placed.wait_ended(15)
         (callback,) = stored_callbacks(store_path)
@@ -119,8 +126,7 @@ def test_sigkill_after_a_hotkey_and_restart_acts_once_and_records_once(
     try:
         daemon.wait_for("ami_logged_in")
         placed, answered = connect(phone)
-        answered.press("*4")
-        daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
+        press("callback", answered, daemon)
     finally:
         daemon.kill()  # SIGKILL, right after the decision
     restarted = DaemonProcess(daemon_config).start()
@@ -142,8 +148,7 @@ def test_a_warning_given_before_a_daemon_restart_still_counts_for_the_end(
     try:
         daemon.wait_for("ami_logged_in")
         placed, answered = connect(phone)
-        answered.press("*1")
-        warned = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
+        warned = press("warn", answered, daemon)
         assert warned["outcome"] == "approved"
         wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
     finally:
@@ -152,8 +157,7 @@ def test_a_warning_given_before_a_daemon_restart_still_counts_for_the_end(
     try:
         restored = restarted.wait_for("call_memory_restored")
         assert (restored["calls"], restored["warnings"]) == (1, 1)
-        answered.press("*2")
-        ended = restarted.wait_for("decision", where=lambda r: r["action"] == "end")
+        ended = press("end", answered, restarted)
         assert (ended["outcome"], ended["reason"], ended["linkedid"]) == (
             "approved",
             "end_approved",
@@ -179,8 +183,7 @@ def test_ends_before_a_restart_count_toward_the_agents_hourly_limit(
         answered.press("*1")
         daemon.wait_for("decision", where=lambda r: r["action"] == "warn" and r["outcome"] == "approved")
         wait_until(lambda: pbx.bridged(caller, "agent1"), 10, "caller and agent bridged again")
-        answered.press("*2")
-        ended = daemon.wait_for("decision", where=lambda r: r["action"] == "end")
+        ended = press("end", answered, daemon)
         placed.wait_ended(15)
         return ended
 
