@@ -66,6 +66,7 @@ from callwarden.policy import Policy, load_policy, parse_policy
 from callwarden.records import AuditEntry, AuditRecord, Incident
 from callwarden.resync import resync_events
 from callwarden.store import AsyncStore, StoreError, outbox
+from callwarden.store.engine import describe_location
 
 log = structlog.get_logger("callwarden")
 
@@ -617,7 +618,7 @@ async def _main(config: Config, policy: Policy) -> ExitCode:
     try:
         store = await AsyncStore.open(config.store.path)
     except StoreError as exc:
-        log.error("store_open_failed", store=config.store.path, error=str(exc))
+        log.error("store_open_failed", store=describe_location(config.store.path), error=str(exc))
         return ExitCode.STORE
     try:
         daemon = Daemon(config=config, policy=policy, store=store)

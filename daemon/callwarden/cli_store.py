@@ -30,7 +30,7 @@ from callwarden.logs import configure_logging
 from callwarden.policy import RetentionRules
 from callwarden.records import AuditRecord, Callback, CallbackStatus
 from callwarden.store import Store, StoreError
-from callwarden.store.engine import database_url, sqlite_file
+from callwarden.store.engine import database_url, describe_location, sqlite_file
 
 DEFAULT_DB = "/var/lib/callwarden/callwarden.db"
 EXIT_CONFIG = 78  # sysexits EX_CONFIG, as callwarden.app.ExitCode.CONFIG
@@ -87,7 +87,7 @@ def open_store(config_path: Path | None, db: str) -> Iterator[Store]:
         with Store.open(location) as store:
             yield store
     except StoreError as exc:
-        raise click.ClickException(f"store {location}: {exc}") from None
+        raise click.ClickException(f"store {describe_location(location)}: {exc}") from None
 
 
 # -- output ---------------------------------------------------------------------------------------

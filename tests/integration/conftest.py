@@ -16,6 +16,7 @@ from tests.integration.harness import (
     DaemonProcess,
     LabPbx,
     Mosquitto,
+    PostgresServer,
     exclusive_lab,
     free_tcp_port,
     write_config,
@@ -53,6 +54,13 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    yield server
+    server.stop()
 
 
 TEST_POLICY_CHANGES = {

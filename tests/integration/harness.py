@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -164,6 +165,62 @@ class Mosquitto:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (Debian package) on a free loopback port.
+
+    Run as the ``postgres`` system user (PostgreSQL refuses root) in a directory of its own;
+    trust authentication on 127.0.0.1 only, no fsync (a test database). ``database()`` makes a
+    fresh, empty database per test and returns its URL.
+    """
+
+    def __init__(self) -> None:
+        bindirs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bindirs:
+            raise RuntimeError("PostgreSQL is not installed: run scripts/setup (apt-get install postgresql)")
+        self.bin = bindirs[-1].parent
+        self.port = free_tcp_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="callwarden-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres("initdb", "-D", str(self.dir / "data"), "-U", "callwarden", "--auth=trust", "-E", "UTF8")
+        options = ["-p", str(self.port), "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", str(self.bin / "postgres"), "-D", str(self.dir / "data"), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.dir / "server.log").open("wb"),
+        )
+        wait_for_port(self.port, 20, self.proc)
+        self._count = 0
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.bin / tool), *args], check=True, capture_output=True
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://callwarden@127.0.0.1:{self.port}/{database}"
+
+    def database(self) -> str:
+        """A new, empty database; its URL."""
+        import psycopg  # noqa: PLC0415 (only the PostgreSQL tests need it)
+
+        self._count += 1
+        name = f"test_{os.getpid()}_{self._count}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=callwarden dbname=postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass

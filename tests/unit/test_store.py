@@ -33,6 +33,7 @@ from callwarden.records import (
 from callwarden.store import AsyncStore, CallbackNotFound, Store, StoreError, outbox
 from callwarden.store import queries as q
 from callwarden.store.aio import THREAD_NAME
+from callwarden.store.engine import describe_location
 from callwarden.store.migrate import alembic_config, head_revision
 from callwarden.store.schema import callbacks as callbacks_table
 from callwarden.store.schema import metadata
@@ -123,6 +124,12 @@ def test_sqlite_url_and_expanded_path(tmp_path: Path) -> None:
 def test_unsupported_targets_are_refused(target: str) -> None:
     with pytest.raises(StoreError):
         Store.open(target)
+
+
+def test_a_configured_location_is_shown_without_its_password(tmp_path: Path) -> None:
+    assert describe_location("postgresql+psycopg://cw:pw@db.example/cw") == "postgresql+psycopg://cw:***@db.example/cw"
+    assert describe_location(str(tmp_path / "x.db")) == str(tmp_path / "x.db")
+    assert describe_location("mysql://cw:pw@h/db") == "(not a database path or URL)"
 
 
 def test_sqlite_runs_in_wal_with_full_sync_foreign_keys_and_busy_timeout(db_path: Path) -> None:

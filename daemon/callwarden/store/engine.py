@@ -59,6 +59,14 @@ def describe(url: sa.URL) -> str:
     return str(path) if path is not None else url.render_as_string(hide_password=True)
 
 
+def describe_location(url_or_path: str) -> str:
+    """``describe`` for a configured path or URL, which may hold a password (never shown)."""
+    try:
+        return describe(database_url(url_or_path))
+    except StoreError:
+        return "(not a database path or URL)"
+
+
 def create_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> Engine:
     """An engine for ``url``; for an SQLite file, its directory is created first."""
     path = sqlite_file(url)

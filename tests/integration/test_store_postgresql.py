@@ -1,0 +1,190 @@
+"""The store on a real PostgreSQL server: what several nodes sharing one database rely on.
+
+The same ``Store`` as on SQLite (tests/unit/test_store.py has the full set there); here what
+differs on PostgreSQL: migrations under the advisory lock, ``timestamptz`` and ``JSONB``
+round trips, the Core write path, two nodes' stores on one database, errors without secrets.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from callwarden.records import AuditRecord, CallbackStatus, Incident
+from callwarden.store import Store, StoreError, outbox
+from tests.integration.harness import DaemonProcess, LabPbx, PostgresServer, free_tcp_port, write_config
+from tests.sip.phone import TestPhone
+from tests.unit.test_store import CEST, NUMBER, T0, audit_entry, new_callback
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def url(postgres: PostgresServer) -> str:
+    return postgres.database()
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with Store.open(url) as opened:
+        yield opened
+
+
+def test_open_migrates_once_even_when_two_nodes_start_together(url: str) -> None:
+    revisions: list[str | BaseException] = []
+
+    def open_store() -> None:  # a Store belongs to the thread that opened it
+        try:
+            with Store.open(url) as opened:
+                revisions.append(opened.revision)
+        except BaseException as exc:
+            revisions.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert revisions == ["0002", "0002"]
+    with Store.open(url) as again:  # at head: only read
+        assert again.revision == "0002"
+
+
+def test_callbacks_audit_and_incidents_round_trip_in_utc(store: Store) -> None:
+    new = new_callback(created=datetime(2025, 3, 1, 14, 0, 0, 123456, tzinfo=CEST), note="Jürgen; DROP TABLE x; --")
+    added = store.add_callback(new)
+    assert added.created == new.created and added.created.tzinfo is UTC
+    assert store.get_callback(added.id) == added
+    done = store.mark_done(added.id, "alice", T0 + timedelta(hours=1))
+    assert done is not None and done.status is CallbackStatus.DONE
+    assert store.list_callbacks(CallbackStatus.OPEN) == []
+
+    first = store.add_audit(audit_entry(at=T0 + timedelta(seconds=10)))
+    second = store.add_audit(audit_entry(at=T0, detail={"count": 2, "ratio": 0.5, "flag": True, "none": None}))
+    records = store.list_audit()
+    assert [r.id for r in records] == [second, first]
+    assert isinstance(records[0], AuditRecord) and records[0].detail == {
+        "count": 2,
+        "ratio": 0.5,
+        "flag": True,
+        "none": None,
+    }
+    assert [r.id for r in store.list_audit_of(["1700000000.1", "other"])] == [second, first]
+
+    store.add_incident(Incident(caller_number=NUMBER, at=T0, linkedid="x.1", kind="warn"))
+    store.add_incident(Incident(caller_number=NUMBER, at=T0 + timedelta(days=2), linkedid="x.2", kind="end"))
+    assert store.count_incidents(NUMBER, T0 + timedelta(days=1)) == 1
+    assert store.numbers_with_incidents(T0) == [NUMBER]
+
+    counts = store.purge(T0 + timedelta(days=31), callback_days=30, incident_days=30, audit_days=30)
+    assert counts == {"callbacks": 1, "incidents": 1, "audit": 2}
+
+
+def test_a_decision_and_its_events_in_one_transaction_and_the_outbox_in_order(store: Store) -> None:
+    def events(stored: list[object], audit_id: int) -> list[outbox.OutboxEvent]:
+        return [
+            outbox.OutboxEvent(event_id=f"ev-{audit_id}-{n}", topic="decisions", payload={"n": n}, created=T0)
+            for n in range(2)
+        ]
+
+    recorded = outbox.record_decision(
+        store,
+        callbacks=[new_callback()],
+        incidents=[Incident(caller_number=NUMBER, at=T0, linkedid="1700000000.1", kind="end")],
+        audit=audit_entry(action="end"),
+        events=events,  # type: ignore[arg-type]
+    )
+    assert recorded.callbacks == [store.get_callback(recorded.callbacks[0].id)]
+    pending = outbox.pending(store)
+    assert [p.event_id for p in pending] == [f"ev-{recorded.audit_id}-0", f"ev-{recorded.audit_id}-1"]
+    assert outbox.depth(store) == 2
+    outbox.mark_published(store, [pending[0].id], T0)
+    assert [p.event_id for p in outbox.pending(store)] == [f"ev-{recorded.audit_id}-1"]
+    assert outbox.purge_published(store, T0 + timedelta(days=2)) == 1
+
+    with pytest.raises(StoreError), store.writer() as writer:  # all or nothing
+        writer.insert(outbox.outbox, {"event_id": "dup", "topic": "t", "payload": "{}", "created": T0})
+        writer.insert(outbox.outbox, {"event_id": "dup", "topic": "t", "payload": "{}", "created": T0})
+    assert outbox.depth(store) == 1
+
+
+def test_two_nodes_share_callbacks_audit_and_repeat_callers(url: str) -> None:
+    with Store.open(url) as node_a, Store.open(url) as node_b:
+        callback = node_a.add_callback(new_callback())
+        node_a.add_incident(Incident(caller_number=NUMBER, at=T0, linkedid="a.1", kind="warn"))
+        assert node_b.get_callback(callback.id) == callback
+        assert node_b.count_incidents(NUMBER, T0) == 1
+        assert node_b.mark_done(callback.id, "bob", T0) is not None
+        assert node_a.list_callbacks(CallbackStatus.DONE)[0].done_by == "bob"
+        node_b.check_writable()
+
+
+def test_an_unreachable_server_is_a_store_error_without_the_password(
+    tmp_path: Path, test_sections: dict[str, dict[str, object]]
+) -> None:
+    url = f"postgresql+psycopg://callwarden:s3cret-pw@127.0.0.1:{free_tcp_port()}/nothing?connect_timeout=2"
+    with pytest.raises(StoreError) as info:
+        Store.open(url)
+    assert "s3cret-pw" not in "".join(traceback.format_exception(info.value))
+    # The daemon (exit 74) and the supervisors' CLI say which store, without its password.
+    config = write_config(tmp_path / "pg.toml", **(test_sections | {"store": {"path": url}}))
+    for args, code in ((["run"], 74), (["callbacks", "list"], 1)):
+        done = subprocess.run(
+            [sys.executable, "-m", "callwarden", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == code, output
+        assert "callwarden:***@127.0.0.1" in output and "s3cret-pw" not in output
+
+
+def test_naive_datetimes_are_refused_on_postgresql_too(store: Store) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.count_incidents(NUMBER, datetime(2025, 3, 1, 12, 0))
+
+
+def test_the_daemon_keeps_its_records_in_postgresql(
+    pbx: LabPbx,
+    phone: Callable[..., TestPhone],
+    url: str,
+    tmp_path: Path,
+    test_sections: dict[str, dict[str, object]],
+) -> None:
+    """``[store] path`` a PostgreSQL URL: the daemon records a hotkey's callback and audit rows
+    there, and the supervisors' CLI reads them back from the same database."""
+    config = write_config(tmp_path / "pg.toml", **(test_sections | {"store": {"path": url}}))
+    daemon = DaemonProcess(config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        placed = phone("caller1").call("100")
+        answered = phone("agent1", auto_answer=True).next_call()
+        placed.wait_answered()
+        answered.press("*4")
+        made = daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
+        assert (made["outcome"], made["reason"]) == ("approved", "callback_recorded")
+        placed.wait_ended(15)
+    finally:
+        daemon.kill()
+    with Store.open(url) as store:
+        (callback,) = store.list_callbacks()
+        assert (callback.assignee, callback.linkedid) == ("billing", made["linkedid"])
+        rows = [(r.action, r.outcome) for r in store.list_audit(linkedid=str(made["linkedid"]))]
+        assert ("callback", "approved") in rows
+    listed = subprocess.run(
+        [sys.executable, "-m", "callwarden", "callbacks", "list", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert str(callback.id) in listed.stdout and "billing" in listed.stdout
