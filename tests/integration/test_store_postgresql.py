@@ -166,8 +166,9 @@ def test_the_daemon_keeps_its_records_in_postgresql(
     daemon = DaemonProcess(config).start()
     try:
         daemon.wait_for("ami_logged_in")
-        placed = phone("caller1").call("100")
-        answered = phone("agent1", auto_answer=True).next_call()
+        caller, agent = phone("caller1"), phone("agent1", auto_answer=True)  # both registered first
+        placed = caller.call("100")
+        answered = agent.next_call()
         placed.wait_answered()
         answered.press("*4")
         made = daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
