@@ -509,7 +509,8 @@ class Daemon:
                     store_state = f"failing: {exc}"
             rounds += 1
             try:
-                depth = await self.store.run(outbox.depth) if self.publisher is not None else 0
+                depth_of_site = functools.partial(outbox.depth, site=self.config.mqtt.site)
+                depth = await self.store.run(depth_of_site) if self.publisher is not None else 0
             except StoreError as exc:
                 store_state, depth = f"failing: {exc}", -1
             ami_up = self.ami.logged_in.is_set()

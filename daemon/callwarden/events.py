@@ -59,6 +59,7 @@ def decision_events(
                 event_id=(event_id := new_id()),
                 topic="decisions",
                 created=now,
+                site=site,
                 payload=_envelope(
                     "decision",
                     now,
@@ -84,6 +85,7 @@ def decision_events(
                     event_id=(event_id := new_id()),
                     topic="callbacks",
                     created=now,
+                    site=site,
                     payload=_envelope("callback.recorded", now, site, callback_data(callback), event_id),
                 )
             )
@@ -95,6 +97,7 @@ def decision_events(
                         event_id=(event_id := new_id()),
                         topic="alerts",
                         created=now,
+                        site=site,
                         payload=_envelope("alert", now, site, data, event_id),
                     )
                 )

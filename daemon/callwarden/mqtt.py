@@ -102,7 +102,7 @@ class Publisher:
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
             self._wake.clear()
-            batch = await self._store.run(functools.partial(outbox.pending, limit=BATCH))
+            batch = await self._store.run(functools.partial(outbox.pending, limit=BATCH, site=self._config.site))
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_RECHECK)

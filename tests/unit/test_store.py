@@ -21,6 +21,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from structlog.testing import capture_logs
 
+from callwarden.calls import Hotkey
+from callwarden.decisions import CallMemory, decide
+from callwarden.events import decision_events
 from callwarden.records import (
     AuditEntry,
     AuditRecord,
@@ -37,6 +40,8 @@ from callwarden.store.engine import describe_location
 from callwarden.store.migrate import alembic_config, head_revision
 from callwarden.store.schema import callbacks as callbacks_table
 from callwarden.store.schema import metadata
+from tests.unit.test_decisions import FACTS, POLICY
+from tests.unit.test_decisions import press as press_of
 
 NUMBER = "+493012345678"
 MASKED = "+4930******78"
@@ -96,7 +101,7 @@ def fields_of(record: object, cls: type) -> dict[str, object]:
 
 def test_open_creates_the_directory_and_a_private_file_at_the_newest_schema(db_path: Path) -> None:
     with Store.open(str(db_path)) as store:
-        assert store.revision == head_revision() == "0002"
+        assert store.revision == head_revision() == "0003"
         assert store.location == str(db_path)
     assert db_path.is_file()
     assert stat.S_IMODE(db_path.stat().st_mode) & 0o007 == 0  # not world-readable: personal data
@@ -109,7 +114,7 @@ def test_open_twice_is_idempotent_and_keeps_data(db_path: Path) -> None:
         assert store.revision == head_revision()
         assert store.get_callback(added.id) == added
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
 
 
 def test_sqlite_url_and_expanded_path(tmp_path: Path) -> None:
@@ -307,6 +312,28 @@ def test_prepared_and_core_writers_store_the_same_rows(tmp_path: Path) -> None:
     rows = results[False][1]
     assert [len(rows[table]) for table in ("callbacks", "incidents", "audit", "outbox")] == [2, 2, 2, 2]
     assert rows["audit"][0][1] == "2025-03-01 12:00:00.123456"  # naive UTC text, one fixed format
+
+
+def test_each_site_publishes_its_own_outbox_events_and_the_unassigned_ones(store: Store) -> None:
+    """Several nodes on one database: each node's publisher takes its own site's events (and
+    rows from before sites were recorded), never another site's."""
+    events = [
+        outbox.OutboxEvent(event_id=f"ev-{n}", topic="decisions", payload={"n": n}, created=T0, site=site)
+        for n, site in enumerate(["berlin", "hamburg", None, "berlin"])
+    ]
+    outbox.enqueue(store, events)
+    assert [e.event_id for e in outbox.pending(store, site="berlin")] == ["ev-0", "ev-2", "ev-3"]
+    assert [e.event_id for e in outbox.pending(store, site="hamburg")] == ["ev-1", "ev-2"]
+    assert [e.event_id for e in outbox.pending(store)] == ["ev-0", "ev-1", "ev-2", "ev-3"]
+    assert (outbox.depth(store, site="berlin"), outbox.depth(store, site="hamburg"), outbox.depth(store)) == (3, 2, 4)
+
+
+def test_a_decisions_events_carry_the_site_of_the_node_that_decided() -> None:
+    decision = decide(press_of(Hotkey.END), CallMemory(warnings=[T0 - timedelta(minutes=1)]), FACTS, POLICY, T0)
+    callback = Callback(id=7, **vars(new_callback()))
+    built = decision_events(decision, "berlin")([callback], 42)
+    assert {e.topic for e in built} >= {"decisions", "callbacks"}
+    assert {e.site for e in built} == {"berlin"} and {e.payload["site"] for e in built} == {"berlin"}
 
 
 def test_a_failed_insert_rolls_back_and_the_store_goes_on(store: Store) -> None:

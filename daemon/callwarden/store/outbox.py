@@ -29,6 +29,7 @@ class OutboxEvent:
     topic: str  # suffix under callwarden/<site>/
     payload: Mapping[str, Any]
     created: datetime
+    site: str | None = None  # the [mqtt] site whose publisher sends it (None: any)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,9 +44,8 @@ def insert_events(writer: Writer, events: Sequence[OutboxEvent]) -> None:
     for event in events:
         require_aware("created", event.created)
         payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        writer.insert(
-            outbox, {"event_id": event.event_id, "topic": event.topic, "payload": payload, "created": event.created}
-        )
+        values = {"event_id": event.event_id, "topic": event.topic, "payload": payload, "created": event.created}
+        writer.insert(outbox, values | {"site": event.site})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,15 +86,16 @@ def enqueue(store: Store, events: Sequence[OutboxEvent]) -> None:
         insert_events(writer, events)
 
 
-def pending(store: Store, limit: int = 100) -> list[PendingEvent]:
-    """Unpublished events, oldest first."""
+def _unpublished(site: str | None) -> sa.ColumnElement[bool]:
+    waiting = outbox.c.published.is_(None)
+    return waiting if site is None else sa.and_(waiting, sa.or_(outbox.c.site == site, outbox.c.site.is_(None)))
+
+
+def pending(store: Store, limit: int = 100, site: str | None = None) -> list[PendingEvent]:
+    """Unpublished events, oldest first; with ``site``, only that site's (and unassigned) ones."""
+    query = sa.select(outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.payload).where(_unpublished(site))
     with store.transaction() as conn:
-        rows = conn.execute(
-            sa.select(outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.payload)
-            .where(outbox.c.published.is_(None))
-            .order_by(outbox.c.id)
-            .limit(limit)
-        ).mappings()
+        rows = conn.execute(query.order_by(outbox.c.id).limit(limit)).mappings()
         return [PendingEvent(**dict(row)) for row in rows]
 
 
@@ -106,9 +107,10 @@ def mark_published(store: Store, ids: Sequence[int], at: datetime) -> None:
         conn.execute(sa.update(outbox).where(outbox.c.id.in_(list(ids))).values(published=at))
 
 
-def depth(store: Store) -> int:
+def depth(store: Store, site: str | None = None) -> int:
+    """How many events ``pending(store, site=site)`` has to publish."""
     with store.transaction() as conn:
-        query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published.is_(None))
+        query = sa.select(sa.func.count()).select_from(outbox).where(_unpublished(site))
         return int(conn.execute(query).scalar_one())
 
 

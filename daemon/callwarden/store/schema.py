@@ -132,6 +132,9 @@ outbox = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),  # JSON document, as published
     sa.Column("created", UtcDateTime, nullable=False),
     sa.Column("published", UtcDateTime),
+    # The node's [mqtt] site that wrote it: several nodes on one database each publish their
+    # own site's events (NULL: written before revision 0003, published by any node).
+    sa.Column("site", sa.Text),
     sa.Index(None, "published", "id"),
     sqlite_autoincrement=True,
 )
