@@ -96,29 +96,86 @@ class CallMemory:
     callback_recorded: bool = False
 
 
-FINISHING = frozenset({Hotkey.END.value, Hotkey.HANDOVER.value, Hotkey.CALLBACK.value})
+FOLLOW_UPS = frozenset(
+    {
+        "handover_unanswered_number_requested",
+        "handover_unanswered_callback_recorded",
+        "typed_number_recorded",
+        "no_number_typed",
+        "caller_hung_up_before_number",
+        "caller_hung_up_during_action",
+    }
+)
 
 
 def memory_from_audit(records: Iterable[AuditEntry]) -> CallMemory:
-    """What ``decide`` remembered of a call, rebuilt from the call's audit rows (oldest first).
+    """What the decisions remembered of a call, rebuilt from the call's audit rows (oldest first).
 
-    For calls already under way when the daemon (re)started: a warning given before a restart
-    still counts, and an ended or handed-over call stays finished. The warnings are the
-    approved ``warn`` rows and the refused ``end`` rows that warned instead (``decide`` counts
-    both); an approved end, hand-over or callback finishes the call. Steps, rejections and
-    failures of carrying a decision out change nothing here, as they change nothing in
-    ``decide``. What an action under way needs (its origin, a pending callback) is not rebuilt:
-    the PBX carries that part on.
+    For calls already under way when the daemon (re)started, so that nothing the policy counts
+    or the caller was promised is lost: warnings given (the approved ``warn`` rows and the
+    refused ``end`` rows that warned instead) still count; an ended, handed-over or called-back
+    call stays finished; a hand-over still under way still records its callback if nobody takes
+    it; a withheld caller asked for a number still gets their callback. The rows are the
+    decisions' own (``Decision.audit``); steps, rejections and failures change nothing, as they
+    change nothing in the decisions. Not rebuilt: the caller's name (not in the audit trail; a
+    callback recorded after the restart has none) and an action under way (``busy``: the PBX
+    carries it on, and the agent's side of it is bounded by the dialplan).
     """
     memory = CallMemory()
     for record in records:
+        if record.outcome not in (Outcome.APPROVED.value, Outcome.REFUSED.value):
+            continue
+        if record.reason in FOLLOW_UPS:
+            _follow_up(memory, record)
+            continue
+        memory.origin = _press_of(record)
         approved = record.outcome == Outcome.APPROVED.value
-        warned_instead = record.outcome == Outcome.REFUSED.value and record.detail.get("instead") == "warn"
-        if (record.action == Hotkey.WARN.value and approved) or (record.action == Hotkey.END.value and warned_instead):
-            memory.warnings.append(record.at)
-        if record.action in FINISHING and approved:
-            memory.finished = True
+        match record.action:
+            case Hotkey.WARN.value if approved:
+                memory.warnings.append(record.at)
+            case Hotkey.END.value if approved:
+                memory.finished = True
+            case Hotkey.END.value if record.detail.get("instead") == "warn":
+                memory.warnings.append(record.at)
+            case Hotkey.HANDOVER.value if approved:
+                memory.finished = True
+                memory.handover_team = str(record.detail.get("team"))
+            case Hotkey.CALLBACK.value if approved:
+                memory.finished = True
+                if record.reason == "callback_recorded":
+                    memory.callback_recorded = True
+                else:
+                    memory.pending_callback = _pending(CallbackReason.WITHHELD, record, str(record.detail.get("team")))
     return memory
+
+
+def _follow_up(memory: CallMemory, record: AuditEntry) -> None:
+    match record.reason:
+        case "handover_unanswered_number_requested":
+            team = memory.handover_team or ""
+            memory.pending_callback = _pending(CallbackReason.HANDOVER_UNANSWERED, record, team)
+        case "caller_hung_up_during_action":
+            memory.finished = True
+        case _:  # a callback was recorded
+            memory.pending_callback = None
+            memory.callback_recorded = True
+
+
+def _press_of(record: AuditEntry) -> HotkeyPressed:
+    caller_channel = record.detail.get("caller_channel")
+    return HotkeyPressed(
+        hotkey=Hotkey(record.action),
+        linkedid=record.linkedid,
+        agent_channel=str(record.detail.get("agent_channel", "")),
+        agent_endpoint=record.agent or "",
+        caller_channel=str(caller_channel) if caller_channel is not None else None,
+        caller_number=record.caller_number,
+        caller_name=None,
+    )
+
+
+def _pending(reason: CallbackReason, record: AuditEntry, team: str) -> PendingCallback:
+    return PendingCallback(reason, team, str(record.detail.get("language", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +321,9 @@ def decide(press: HotkeyPressed, memory: CallMemory, facts: CallFacts, policy: P
             if facts.callback_number is None:
                 memory.pending_callback = PendingCallback(CallbackReason.WITHHELD, team, at.language)
                 commands = at.move_both("callback-later-ask", "release")
-                return at.decision(Outcome.APPROVED, "callback_number_requested", commands, team=team)
+                return at.decision(
+                    Outcome.APPROVED, "callback_number_requested", commands, team=team, language=at.language
+                )
             callback = at.callback(
                 CallbackReason.CALL_BACK_LATER, team, number=facts.callback_number, language=at.language
             )
@@ -322,7 +381,7 @@ def decide_unanswered(memory: CallMemory, facts: CallFacts, policy: Policy, now:
     if facts.callback_number is None:
         memory.pending_callback = PendingCallback(CallbackReason.HANDOVER_UNANSWERED, team, at.language)
         commands: list[Command] = [Redirect(press.caller_channel, CALLER_CONTEXT.format("ask-number"))]
-        return at.decision(Outcome.APPROVED, "handover_unanswered_number_requested", commands)
+        return at.decision(Outcome.APPROVED, "handover_unanswered_number_requested", commands, language=at.language)
     callback = at.callback(CallbackReason.HANDOVER_UNANSWERED, team, number=facts.callback_number, language=at.language)
     memory.callback_recorded = True
     commands = [StoreCallback(callback), Redirect(press.caller_channel, CALLER_CONTEXT.format("promise"))]

@@ -38,7 +38,7 @@ def connect(phone: Callable[..., TestPhone], caller: str = "caller1", number: st
     return placed, answered
 
 
-HOTKEYS = {"warn": "*1", "end": "*2", "callback": "*4"}
+HOTKEYS = {"warn": "*1", "end": "*2", "handover": "*3", "callback": "*4"}
 
 
 def press(action: str, call: PhoneCall, daemon: DaemonProcess) -> dict[str, object]:
@@ -166,6 +166,36 @@ def test_a_warning_given_before_a_daemon_restart_still_counts_for_the_end(
         placed.wait_ended(15)
         rows = [(r.action, r.outcome) for r in stored_audit(store_path, str(warned["linkedid"]))]
         assert rows.count(("warn", "approved")) == 1 and ("end", "approved") in rows
+    finally:
+        restarted.kill()
+
+
+def test_a_hand_over_under_way_at_a_restart_still_records_its_callback(
+    pbx: LabPbx, daemon_config: Path, store_path: Path, phone: Callable[..., TestPhone]
+) -> None:
+    """The caller is promised a callback when nobody takes the hand-over: a daemon restarted
+    while the colleagues' phones ring still records it, for the route's team."""
+    phone("colleague1")
+    phone("colleague2")  # registered, ringing, nobody answers (5 s each)
+    daemon = DaemonProcess(daemon_config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        placed, answered = connect(phone)
+        handed = press("handover", answered, daemon)
+        assert (handed["outcome"], handed["reason"]) == ("approved", "route_billing")
+    finally:
+        daemon.kill()
+    restarted = DaemonProcess(daemon_config).start()
+    try:
+        assert restarted.wait_for("call_memory_restored")["calls"] == 1
+        made = restarted.wait_for(
+            "decision", timeout=30, where=lambda r: str(r.get("reason", "")).startswith("handover_unans")
+        )
+        assert (made["reason"], made["linkedid"]) == ("handover_unanswered_callback_recorded", handed["linkedid"])
+        placed.wait_ended(30)
+        (callback,) = stored_callbacks(store_path)
+        assert (callback.assignee, callback.caller_number, callback.agent) == ("billing", "+493012345678", "agent1")
+        assert callback.linkedid == handed["linkedid"]
     finally:
         restarted.kill()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import replace
@@ -294,36 +295,73 @@ TestCallMachine.settings = settings(max_examples=200, stateful_step_count=30, de
 # -- memory rebuilt from the audit trail (a daemon restart mid-call) -----------------------------
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    presses=st.lists(
-        st.tuples(st.sampled_from(list(Hotkey)), st.integers(min_value=0, max_value=30), st.booleans()), max_size=12
-    ),
-    on_refused=st.sampled_from(["warn", "nothing"]),
+Step = tuple[str, Hotkey, int, bool, bool]  # kind, hotkey, seconds later, permitted agent, number known
+
+STEPS = st.tuples(
+    st.sampled_from(["press", "press", "press", "unanswered", "typed", "typed_nothing", "caller_gone"]),
+    st.sampled_from(list(Hotkey)),
+    st.integers(min_value=0, max_value=30),
+    st.booleans(),
+    st.booleans(),
 )
+
+
+def _step(step: Step, memory: CallMemory, policy: Policy, now: dt.datetime) -> Decision | None:
+    kind, hotkey, _, permitted, known = step
+    facts = FACTS if known else WITHHELD
+    match kind:
+        case "press":
+            return decide(press(hotkey, "agent1" if permitted else "agent9"), memory, facts, policy, now)
+        case "unanswered":
+            return decide_unanswered(memory, facts, policy, now)
+        case "typed" | "typed_nothing":
+            number = "+493012345678" if kind == "typed" else None
+            return decide_number_entered(memory, facts, number, policy, now)
+    gone = dataclasses.replace(facts, caller_present=False)
+    return decide_caller_gone(memory, CALLER, gone, policy, now)
+
+
+def _state(memory: CallMemory) -> tuple[object, ...]:
+    origin = memory.origin
+    who = (origin.hotkey, origin.agent_channel, origin.agent_endpoint, origin.caller_channel) if origin else None
+    return (
+        memory.warnings,
+        memory.finished,
+        memory.handover_team,
+        memory.pending_callback,
+        memory.callback_recorded,
+        who,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(STEPS, max_size=12), on_refused=st.sampled_from(["warn", "nothing"]), last=STEPS)
 def test_memory_rebuilt_from_the_audit_rows_decides_as_the_live_one(
-    presses: list[tuple[Hotkey, int, bool]], on_refused: str
+    steps: list[Step], on_refused: str, last: Step
 ) -> None:
-    """After any presses, the memory rebuilt from their audit rows decides the next press
-    exactly as the live memory does (warnings, their times, finished)."""
+    """After any presses and follow-ups (hand-over unanswered, a typed number, the caller gone),
+    the memory rebuilt from their audit rows holds what the live one holds, and decides the
+    next step as the live one does."""
     policy = POLICY.model_copy(update={"end": POLICY.end.model_copy(update={"on_refused": on_refused})})
     live, rows, now = CallMemory(), [], T0
-    for hotkey, seconds, permitted_agent in presses:
-        now += dt.timedelta(seconds=seconds)
-        decision = decide(press(hotkey, "agent1" if permitted_agent else "agent9"), live, FACTS, policy, now)
-        rows.append(decision.audit)
+    for step in steps:
+        now += dt.timedelta(seconds=step[2])
+        decision = _step(step, live, policy, now)
+        if decision is not None:
+            rows.append(decision.audit)
         live.busy = None  # the action done, both legs bridged again (Daemon.on_bridged)
     rebuilt = memory_from_audit(rows)
-    assert (rebuilt.warnings, rebuilt.finished) == (live.warnings, live.finished)
+    assert _state(rebuilt) == _state(live)
     after = now + dt.timedelta(seconds=POLICY.end.min_seconds_after_warning)
-    for hotkey in (Hotkey.END, Hotkey.WARN):
-        expected = decide(press(hotkey), _copy(live), FACTS, policy, after)
-        got = decide(press(hotkey), _copy(rebuilt), FACTS, policy, after)
-        assert (got.outcome, got.reason) == (expected.outcome, expected.reason)
+    assert _said(_step(last, _copy(rebuilt), policy, after)) == _said(_step(last, _copy(live), policy, after))
+
+
+def _said(decision: Decision | None) -> tuple[Outcome, str] | None:
+    return (decision.outcome, decision.reason) if decision is not None else None
 
 
 def _copy(memory: CallMemory) -> CallMemory:
-    return CallMemory(warnings=list(memory.warnings), finished=memory.finished)
+    return dataclasses.replace(memory, warnings=list(memory.warnings))
 
 
 def test_memory_from_audit_ignores_steps_rejections_and_failures() -> None:
