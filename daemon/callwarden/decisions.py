@@ -154,9 +154,11 @@ def _follow_up(memory: CallMemory, record: AuditEntry) -> None:
         case "handover_unanswered_number_requested":
             team = memory.handover_team or ""
             memory.pending_callback = _pending(CallbackReason.HANDOVER_UNANSWERED, record, team)
+        case "handover_unanswered_callback_recorded":
+            memory.callback_recorded = True
         case "caller_hung_up_during_action":
             memory.finished = True
-        case _:  # a callback was recorded
+        case _:  # the pending callback was recorded (with or without a number)
             memory.pending_callback = None
             memory.callback_recorded = True
 
