@@ -110,6 +110,18 @@ class LabPbx:
         return [line.split("!", 1)[0] for line in out.splitlines() if "!" in line]
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM, then SIGKILL if the process has not ended within ``grace`` seconds."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -156,14 +168,7 @@ class Mosquitto:
         wait_for_port(self.port, 10, self.proc)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 5)
         self.proc = None
 
 
@@ -212,14 +217,8 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        terminate(self.proc, 10)
+        self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -174,24 +174,30 @@ def test_a_schema_from_a_newer_callwarden_is_refused(db_path: Path) -> None:
         Store.open(str(db_path))
 
 
-def test_two_threads_opening_a_new_database_at_once_migrate_it_once(db_path: Path) -> None:
+def open_and_write_at_once(target: str, nodes: int = 4) -> list[BaseException]:
+    """``nodes`` threads open a store at ``target`` at the same moment and write one audit row
+    each (a Store belongs to its thread); the errors they met."""
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
+    start = threading.Barrier(nodes)
 
     def open_and_write() -> None:
         try:
             start.wait()
-            with Store.open(str(db_path)) as store:
+            with Store.open(target) as store:
                 store.add_audit(audit_entry())
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_and_write) for _ in range(4)]
+    threads = [threading.Thread(target=open_and_write) for _ in range(nodes)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert errors == []
+    return errors
+
+
+def test_two_threads_opening_a_new_database_at_once_migrate_it_once(db_path: Path) -> None:
+    assert open_and_write_at_once(str(db_path)) == []
     with Store.open(str(db_path)) as store:
         assert len(store.list_audit()) == 4
 
