@@ -79,6 +79,7 @@ STORE_CHECK_EVERY = 10  # health snapshots between real store writes
 
 # A number a caller dialed, as the dialplan sees it (what the policy's routes list).
 DIALED = re.compile(r"[0-9A-Za-z+*#]{1,40}")
+GETVAR_BATCH = 50  # Getvar actions in flight at once while the resync recovers dialed numbers
 
 
 class ExitCode(IntEnum):
@@ -403,27 +404,32 @@ class Daemon:
         A snapshot shows where a channel is in the dialplan now, not what it dialed; the
         caller's ``CALLERID(dnid)`` is what it dialed (as the ``Exten`` of its ``Newchannel``).
         """
+        wanted = [c for c in channels if c.uniqueid == c.linkedid and not c.dialed]  # the calling legs
         recovered = 0
-        for channel in channels:
-            if channel.uniqueid != channel.linkedid or channel.dialed:
-                continue  # only the leg that started the call
-            try:
-                reply = await self.ami.send_action(
-                    {"Action": "Getvar", "Channel": channel.name, "Variable": "CALLERID(dnid)"}
-                )
-            except (AmiError, TimeoutError, OSError) as exc:
-                log.warning("dialed_not_recovered", channel=channel.name, error=str(exc))
-                continue
-            value = reply.get("Value", "") if reply.get("Response") == "Success" else ""
-            if DIALED.fullmatch(value or ""):
-                channel.dialed = value
-                recovered += 1
+        for start in range(0, len(wanted), GETVAR_BATCH):  # a batch in flight at a time
+            batch = wanted[start : start + GETVAR_BATCH]
+            for channel, dialed in zip(batch, await asyncio.gather(*map(self._dialed_of, batch)), strict=True):
+                if dialed is not None:
+                    channel.dialed = dialed
+                    recovered += 1
         return recovered
+
+    async def _dialed_of(self, channel: Channel) -> str | None:
+        try:
+            reply = await self.ami.send_action(
+                {"Action": "Getvar", "Channel": channel.name, "Variable": "CALLERID(dnid)"}
+            )
+        except (AmiError, TimeoutError, OSError) as exc:
+            log.warning("dialed_not_recovered", channel=channel.name, error=str(exc))
+            return None
+        value = reply.get("Value", "") if reply.get("Response") == "Success" else ""
+        return value if DIALED.fullmatch(value or "") else None
 
     async def restore_memory(self) -> None:
         """Calls the daemon has no memory of (under way when it started or while AMI was down):
-        what was decided on them comes back from the audit trail, so a warning given before a
-        restart still counts and an ended call stays ended.
+        what was decided on them comes back from the audit trail (``memory_from_audit``): a
+        warning given before a restart still counts, an ended call stays ended, and a hand-over
+        or callback request under way still gets its follow-up.
 
         A hotkey that arrives while the store is read is decided without it (a window of
         milliseconds after the login); its call keeps the memory that decision made.
