@@ -54,53 +54,30 @@ def decision_events(
 
     def build(callbacks: list[Callback], audit_id: int) -> list[OutboxEvent]:
         audit, now = decision.audit, decision.audit.at
-        events = [
-            OutboxEvent(
-                event_id=(event_id := new_id()),
-                topic="decisions",
-                created=now,
-                site=site,
-                payload=_envelope(
-                    "decision",
-                    now,
-                    site,
-                    {
-                        "audit_id": audit_id,
-                        "action": decision.action,
-                        "outcome": decision.outcome.value,
-                        "reason": decision.reason,
-                        "agent": audit.agent,
-                        "linkedid": audit.linkedid,
-                        "caller_number": mask_number(audit.caller_number),
-                        "policy_version": audit.policy_version,
-                        "callback_ids": [c.id for c in callbacks],
-                    },
-                    event_id,
-                ),
-            )
+
+        def event(topic: str, kind: str, data: dict[str, Any]) -> OutboxEvent:
+            event_id = new_id()
+            payload = _envelope(kind, now, site, data, event_id)
+            return OutboxEvent(event_id=event_id, topic=topic, created=now, site=site, payload=payload)
+
+        summary = {
+            "audit_id": audit_id,
+            "action": decision.action,
+            "outcome": decision.outcome.value,
+            "reason": decision.reason,
+            "agent": audit.agent,
+            "linkedid": audit.linkedid,
+            "caller_number": mask_number(audit.caller_number),
+            "policy_version": audit.policy_version,
+            "callback_ids": [c.id for c in callbacks],
+        }
+        events = [event("decisions", "decision", summary)]
+        events += [event("callbacks", "callback.recorded", callback_data(c)) for c in callbacks]
+        events += [
+            event("alerts", "alert", {"kind": c.kind, "agent": c.agent, "detail": dict(c.detail)})
+            for c in decision.commands
+            if isinstance(c, Alert)
         ]
-        for callback in callbacks:
-            events.append(
-                OutboxEvent(
-                    event_id=(event_id := new_id()),
-                    topic="callbacks",
-                    created=now,
-                    site=site,
-                    payload=_envelope("callback.recorded", now, site, callback_data(callback), event_id),
-                )
-            )
-        for command in decision.commands:
-            if isinstance(command, Alert):
-                data = {"kind": command.kind, "agent": command.agent, "detail": dict(command.detail)}
-                events.append(
-                    OutboxEvent(
-                        event_id=(event_id := new_id()),
-                        topic="alerts",
-                        created=now,
-                        site=site,
-                        payload=_envelope("alert", now, site, data, event_id),
-                    )
-                )
         return events
 
     return build
