@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ LAB_DIR = Path(os.environ.get("CALLWARDEN_LAB_DIR", "/var/lib/callwarden-lab"))
 MESSAGES_LOG = LAB_DIR / "root" / "var" / "log" / "asterisk" / "messages.log"
 CALLER1_FLAGS = ("493012345678", "00493012345678", "03012345678")
 FORGE_GLOBALS = ("LAB_FORGE_CHANNEL", "LAB_FORGE_UNIQUEID", "LAB_FORGE_LINKEDID", "LAB_FORGE_PEER")
+FORGED_LAST = f"Variable: {FORGE_GLOBALS[-1]}"  # the last action bystander_call sends
 
 
 # -- oracles -----------------------------------------------------------------------------------
@@ -86,10 +88,23 @@ class ActionLog:
     offset: int
     actions: list[dict[str, str]] = field(default_factory=list)
 
-    def read(self) -> list[dict[str, str]]:
+    def start_after(self, marker: str, timeout: float = 10) -> None:
+        """Read only what follows the logged line holding ``marker`` (the test's own last action).
+
+        Asterisk writes messages.log on its logger thread: an action's lines can land after its
+        response has reached the test, so the file's size at that moment is no boundary.
+        """
+        self.offset = wait_until(lambda: self._end_of_line_with(marker), timeout, f"{marker!r} logged")
+
+    def read(self, timeout: float = 10) -> list[dict[str, str]]:
+        """The actions logged so far, up to a Ping of our own (so none still in the logger's queue
+        is missed)."""
+        marker = f"ActionID: action-log-end-{uuid.uuid4()}"
+        ami_action({"Action": "Ping", "ActionID": marker.partition(": ")[2]})
+        end = wait_until(lambda: self._end_of_line_with(marker), timeout, f"{marker!r} logged")
         with MESSAGES_LOG.open("rb") as log:
             log.seek(self.offset)
-            text = log.read().decode("utf-8", errors="replace")
+            text = log.read(end - self.offset).decode("utf-8", errors="replace")
         self.actions = []
         current: dict[str, str] | None = None
         for line in text.splitlines():
@@ -105,6 +120,14 @@ class ActionLog:
                 continue
             current.setdefault(key, value)
         return self.actions
+
+    def _end_of_line_with(self, marker: str) -> int | None:
+        with MESSAGES_LOG.open("rb") as log:
+            log.seek(self.offset)
+            data = log.read()
+        at = data.rfind(marker.encode())
+        end = data.find(b"\n", at) if at >= 0 else -1
+        return None if end < 0 else self.offset + end + 1
 
 
 @pytest.fixture
@@ -240,7 +263,7 @@ def test_hostile_caller_id_name_touches_nothing_else(
 ) -> None:
     _, key, action = NAME_CASES[number]
     other = bystander_call(phone, pbx)
-    action_log.offset = MESSAGES_LOG.stat().st_size  # from here on: the hostile call only
+    action_log.start_after(FORGED_LAST)  # from here on: the hostile call only
     full = AmiView.start("labtest", "labtest-secret", "on")
     seen_by_daemon = AmiView.start("callwarden", "callwarden-lab-secret", "call,user")
     try:
@@ -298,7 +321,7 @@ def test_cr_lf_in_the_caller_number_gets_the_press_ignored_not_misdirected(
     Those frames repeat an identity header: ignored. The press does nothing (on this call);
     the bystander is not touched, nothing is sent."""
     other = bystander_call(phone, pbx)
-    action_log.offset = MESSAGES_LOG.stat().st_size
+    action_log.start_after(FORGED_LAST)  # from here on: the hostile call only
     full = AmiView.start("labtest", "labtest-secret", "on")
     try:
         hostile = connect(phone, "caller1", "195", "agent1")
@@ -323,7 +346,7 @@ def test_a_forged_hotkey_in_the_caller_number_is_not_acted_on(
     """196: the number ends its frame with a blank line and carries a CallwardenHotkey "end"
     for the bystander's agent channel, with its real Uniqueid and Linkedid."""
     other = bystander_call(phone, pbx)
-    action_log.offset = MESSAGES_LOG.stat().st_size
+    action_log.start_after(FORGED_LAST)  # from here on: the hostile call only
     full = AmiView.start("labtest", "labtest-secret", "on")
     try:
         hostile = connect(phone, "caller1", "196", "agent1")
