@@ -14,6 +14,7 @@ import contextlib
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from callwarden.ami import client as client_module
 from callwarden.ami.client import AmiClient, _Protocol
@@ -139,5 +140,37 @@ async def test_shutdown_while_a_lost_session_is_cleaned_up_is_not_swallowed(monk
             run.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(run, 1)
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_connection_closed_before_the_login_is_written_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer accepts and closes at once (Asterisk restarting behind a proxy, docker-proxy):
+    if the close is read before the Login is written, the login finds no connection. That is
+    one more failed attempt, not the end of run() (it used to end the daemon)."""
+    server, port = await _ami_server(asyncio.Event())
+    send = client_module.AmiClient._send
+    calls = 0
+
+    async def closed_at_first(self: AmiClient, action: Any, *, limit: float) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            self._close()  # what the peer's close does before the Login goes out
+        return await send(self, action, limit=limit)
+
+    monkeypatch.setattr(client_module.AmiClient, "_send", closed_at_first)
+    ami = AmiClient(config=AmiConfig(port=port, reconnect_min=0.05, reconnect_max=0.1), on_event=lambda _f: None)
+    run = asyncio.create_task(ami.run())
+    try:
+        with capture_logs() as logs:
+            await asyncio.wait_for(ami.logged_in.wait(), 5)
+        assert not run.done()
+        failed = [e for e in logs if e["event"] == "ami_connect_failed"]
+        assert [e["error"] for e in failed] == ["no AMI connection"]
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
         server.close()
         await server.wait_closed()

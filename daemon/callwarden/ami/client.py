@@ -195,7 +195,7 @@ class AmiClient:
                 try:
                     await self._session()
                     attempt = 0
-                except (OSError, TimeoutError, AmiConnectionLostError) as exc:
+                except (OSError, TimeoutError, AmiConnectionLostError, AmiNotConnectedError) as exc:
                     log.warning(
                         "ami_connect_failed",
                         host=self._config.host,
