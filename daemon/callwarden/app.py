@@ -20,7 +20,7 @@ import secrets
 import signal
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from enum import IntEnum
 from importlib import resources
 from typing import Any
@@ -35,11 +35,13 @@ from callwarden.calls import (
     Channel,
     ChannelBridged,
     ChannelHungUp,
+    DomainEvent,
     FrameTampered,
     HandoverUnanswered,
     Hotkey,
     HotkeyPressed,
     HotkeyRejected,
+    HotkeyUntracked,
     StepReported,
     UnknownHotkey,
 )
@@ -140,12 +142,14 @@ class Daemon:
         )
         self._press_times: dict[str, float] = {}  # linkedid -> when its hotkey event was read
         self._ended_during_resync: set[str] | None = None
+        self._resync_lock = asyncio.Lock()  # one CoreShowChannels at a time
         self._inflight: set[asyncio.Task[None]] = set()  # per-call work, finished on shutdown
         self.stop_requested = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._routes: dict[type, Callable[[Any], None]] = {
             HotkeyPressed: self.on_hotkey,
             HotkeyRejected: self.on_hotkey_rejected,
+            HotkeyUntracked: self.on_hotkey_untracked,
             FrameTampered: self.on_frame_tampered,
             UnknownHotkey: self.on_unknown_hotkey,
             StepReported: self.on_step,
@@ -161,7 +165,10 @@ class Daemon:
         if self._ended_during_resync is not None and event.get("Event") == "Hangup":
             self._ended_during_resync.add(event.get("Uniqueid", ""))
         for domain_event in self.tracker.handle(event):
-            self._routes[type(domain_event)](domain_event)
+            self._route(domain_event)
+
+    def _route(self, event: DomainEvent) -> None:
+        self._routes[type(event)](event)
 
     def _facts(self, caller_channel: str | None) -> CallFacts:
         caller = self.tracker.channel_by_name(caller_channel) if caller_channel else None
@@ -214,6 +221,38 @@ class Daemon:
             event.linkedid or "unknown", event.hotkey, "rejected", event.reason.value, agent_channel=event.agent_channel
         )
         self._spawn(self._audit_rejection(entry, event), "rejected-hotkey")
+
+    def on_hotkey_untracked(self, event: HotkeyUntracked) -> None:
+        """The agent's press is real but its channel unknown here: catch up with the PBX, then
+        decide (or refuse, with the usual audit row). Only an event with the dialplan's token
+        gets here, so a forger cannot make the daemon resync at will."""
+        log.warning(
+            "hotkey_channel_untracked", hotkey=event.hotkey, agent_channel=event.agent_channel, missing=event.missing
+        )
+        self._spawn(self._recover_press(event, time.perf_counter()), f"recover-{event.agent_channel}")
+
+    async def _recover_press(self, event: HotkeyUntracked, read_at: float) -> None:
+        try:
+            async with self._resync_lock:
+                if self.tracker.channel_by_name(event.missing) is None:  # else another press found it
+                    item = await self._resync_locked(want=event.missing)
+                    if item is not None and self.tracker.channel_by_name(event.missing) is None:
+                        await self._confirm_alive(item)
+            agent = self.tracker.channel_by_name(event.agent_channel)
+            if agent is not None:  # its call's memory, if a forged Hangup ended it here
+                await self.restore_memory([agent.linkedid])
+        except (AmiError, TimeoutError, OSError) as exc:
+            log.warning("calls_resync_failed", error=str(exc))
+        found = self.tracker.channel_by_name(event.missing) is not None
+        (log.info if found else log.warning)(
+            "hotkey_channel_recovered" if found else "hotkey_channel_not_found",
+            hotkey=event.hotkey,
+            agent_channel=event.agent_channel,
+            missing=event.missing,
+            waited_ms=round((time.perf_counter() - read_at) * 1000, 1),
+        )
+        for domain_event in self.tracker.recheck_hotkey(event.frame):
+            self._route(domain_event)
 
     async def _audit_rejection(self, entry: AuditEntry, event: HotkeyRejected) -> None:
         await self.store.add_audit(entry)
@@ -372,6 +411,13 @@ class Daemon:
         await self.sync_flags()
 
     async def resync(self) -> None:
+        """Bring the tracked channels in line with Asterisk's (after a login; for a press from
+        a channel not tracked)."""
+        async with self._resync_lock:
+            await self._resync_locked()
+
+    async def _resync_locked(self, want: str | None = None) -> dict[str, str] | None:
+        """The resync; returns the snapshot's item for the channel named ``want``, if any."""
         before = set(self.tracker.channels)
         self._ended_during_resync = set()
         try:
@@ -384,7 +430,7 @@ class Daemon:
             # Refused (e.g. no 'reporting' write class): keep what we track rather than drop it.
             error = messages[0].get("Message", "no reply") if messages else "no reply"
             log.warning("calls_resync_refused", error=error, hint="the AMI user needs write = call,reporting")
-            return
+            return None
         snapshot = [dict(m.items()) for m in messages if m.get("Event") == "CoreShowChannel"]
         events = resync_events(self.tracker.channels, snapshot, tracked_before=before, ended_meanwhile=ended)
         for event in events:
@@ -397,6 +443,26 @@ class Daemon:
             calls=len(self.tracker.calls),
             dialed_recovered=dialed,
         )
+        return next((item for item in snapshot if want and item.get("Channel") == want and item.get("Uniqueid")), None)
+
+    async def _confirm_alive(self, item: dict[str, str]) -> None:
+        """The snapshot listed the channel, yet a Hangup of it was read while the snapshot came
+        (real, or forged in a caller ID number, possibly inside the snapshot itself): Asterisk
+        is asked for that channel's Uniqueid (a reply no caller text can shape); the same one
+        means it lives."""
+        name = item["Channel"]
+        try:
+            reply = await self.ami.send_action({"Action": "Getvar", "Channel": name, "Variable": "UNIQUEID"})
+        except (AmiError, TimeoutError, OSError) as exc:
+            log.warning("channel_not_confirmed", channel=name, error=str(exc))
+            return
+        if reply.get("Response") != "Success" or reply.get("Value") != item["Uniqueid"]:
+            log.info("channel_gone", channel=name)
+            return
+        for event in resync_events(self.tracker.channels, [item], tracked_before=()):
+            self.on_ami_event(event)
+        await self._recover_dialed([c for c in (self.tracker.channel_by_name(name),) if c is not None])
+        log.warning("channel_confirmed_alive", channel=name, uniqueid=item["Uniqueid"])
 
     async def _recover_dialed(self, channels: list[Channel]) -> int:
         """The number each newly found call dialed (routing and language depend on it).
@@ -425,16 +491,18 @@ class Daemon:
         value = reply.get("Value", "") if reply.get("Response") == "Success" else ""
         return value if DIALED.fullmatch(value or "") else None
 
-    async def restore_memory(self) -> None:
+    async def restore_memory(self, calls: Iterable[str] | None = None) -> None:
         """Calls the daemon has no memory of (under way when it started or while AMI was down):
         what was decided on them comes back from the audit trail (``memory_from_audit``): a
         warning given before a restart still counts, an ended call stays ended, and a hand-over
-        or callback request under way still gets its follow-up.
+        or callback request under way still gets its follow-up. ``calls``: only those (default:
+        every call tracked).
 
         A hotkey that arrives while the store is read is decided without it (a window of
         milliseconds after the login); its call keeps the memory that decision made.
         """
-        unknown = [linkedid for linkedid in self.tracker.calls if linkedid not in self.memory]
+        wanted = self.tracker.calls if calls is None else [c for c in calls if c in self.tracker.calls]
+        unknown = [linkedid for linkedid in wanted if linkedid not in self.memory]
         if not unknown:
             return
         try:

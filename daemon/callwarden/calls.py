@@ -112,6 +112,20 @@ class HotkeyRejected:
     linkedid: str
 
 
+@dataclass(frozen=True, slots=True)
+class HotkeyUntracked:
+    """A press the dialplan really sent (its token is right) from a channel the state does not
+    know, or naming a bridge peer it does not know: the state is behind the PBX (events lost, or
+    a Hangup forged in an unescaped caller ID number). Not acted on or refused yet: the daemon
+    re-reads the PBX's channels and then rechecks ``frame`` (:meth:`CallTracker.recheck_hotkey`)."""
+
+    hotkey: str
+    agent_channel: str
+    missing: str  # the channel not tracked: the agent's own, or its bridge peer
+    linkedid: str
+    frame: AmiEvent
+
+
 def printable(value: str, limit: int = MAX_REPORTED_NAME) -> str:
     """For logs and the audit trail: control characters replaced, length bounded."""
     return "".join(c if c.isprintable() else "\ufffd" for c in value[:limit])
@@ -158,6 +172,7 @@ class ChannelHungUp:
 DomainEvent = (
     HotkeyPressed
     | HotkeyRejected
+    | HotkeyUntracked
     | FrameTampered
     | UnknownHotkey
     | StepReported
@@ -335,7 +350,12 @@ class CallTracker:
             return [CallbackNumberEntered(linkedid, channel, digits)]
         return []
 
-    def _on_hotkey(self, event: AmiEvent) -> list[DomainEvent]:
+    def recheck_hotkey(self, event: AmiEvent) -> list[DomainEvent]:
+        """A ``HotkeyUntracked`` press again, once the state has caught up: pressed, or
+        refused for good (no second ``HotkeyUntracked``)."""
+        return self._on_hotkey(event, recheck=True)
+
+    def _on_hotkey(self, event: AmiEvent, *, recheck: bool = False) -> list[DomainEvent]:
         agent_channel = event.get("Channel", "")
         if not agent_channel:
             self.rejected[HotkeyRejection.BAD_CHANNEL] += 1
@@ -353,7 +373,10 @@ class CallTracker:
                     linkedid=linkedid[:MAX_CHANNEL_NAME],
                 )
             ]
-        agent = self.trusted_agent(event)
+        agent, reason = self._check_hotkey(event)
+        if reason is HotkeyRejection.UNTRACKED_CHANNEL and not recheck and self._token_matches(event):
+            return [self._untracked(hotkey, agent_channel, agent_channel, event)]
+        self._count(reason)
         if agent is None:
             assert self.last_rejection is not None
             return [
@@ -365,6 +388,8 @@ class CallTracker:
                 )
             ]
         peer = event.get("BridgePeer", "")
+        if not recheck and self._hotkey_token is not None and self._unknown_peer(peer):
+            return [self._untracked(hotkey, agent.name, peer, event)]  # the token matched: trusted
         caller = self._caller_for(agent, peer if plausible_channel(peer) else "")
         return [
             HotkeyPressed(
@@ -390,28 +415,49 @@ class CallTracker:
         the first counts: a Uniqueid smuggled in ahead of the real one (in a caller ID number,
         which Asterisk does not escape) gets the press rejected, never redirected to another
         call. A whole event forged that way is stopped only by the token. The call acted on is
-        the channel's own Linkedid, never the event's.
+        the channel's own Linkedid, never the event's. (A press with the right token from a
+        channel not tracked becomes ``HotkeyUntracked`` in the event flow: the daemon catches up
+        with the PBX and rechecks it against this same rule.)
         """
+        channel, reason = self._check_hotkey(event)
+        self._count(reason)
+        return channel
+
+    def _check_hotkey(self, event: AmiEvent) -> tuple[Channel | None, HotkeyRejection | None]:
         name = event.get("Channel", "")
-        reason: HotkeyRejection | None = None
         channel: Channel | None = None
         if not plausible_channel(name):
-            reason = HotkeyRejection.BAD_CHANNEL
-        elif is_local(name):
-            reason = HotkeyRejection.LOCAL_CHANNEL
-        elif (channel := self.channel_by_name(name)) is None:
-            reason = HotkeyRejection.UNTRACKED_CHANNEL
-        elif event.get("Uniqueid", "") != channel.uniqueid:
-            reason = HotkeyRejection.UNIQUEID_MISMATCH
-        elif self._hotkey_token is not None and not hmac.compare_digest(
-            event.get(HOTKEY_TOKEN_HEADER, "").encode(), self._hotkey_token
-        ):
-            reason = HotkeyRejection.BAD_TOKEN
+            return None, HotkeyRejection.BAD_CHANNEL
+        if is_local(name):
+            return None, HotkeyRejection.LOCAL_CHANNEL
+        if (channel := self.channel_by_name(name)) is None:
+            return None, HotkeyRejection.UNTRACKED_CHANNEL
+        if event.get("Uniqueid", "") != channel.uniqueid:
+            return None, HotkeyRejection.UNIQUEID_MISMATCH
+        if self._hotkey_token is not None and not self._token_matches(event):
+            return None, HotkeyRejection.BAD_TOKEN
+        return channel, None
+
+    def _unknown_peer(self, peer: str) -> bool:
+        """A single bridge peer (not a conference's list) that could be a channel, is not Local
+        plumbing, and is not tracked."""
+        return plausible_channel(peer) and "," not in peer and not is_local(peer) and self.channel_by_name(peer) is None
+
+    @staticmethod
+    def _untracked(hotkey: Hotkey, agent_channel: str, missing: str, event: AmiEvent) -> HotkeyUntracked:
+        linkedid = printable(event.get("Linkedid", ""), MAX_CHANNEL_NAME)
+        return HotkeyUntracked(hotkey.value, agent_channel, missing, linkedid, event)
+
+    def _token_matches(self, event: AmiEvent) -> bool:
+        """False without a token: then no event can prove the dialplan sent it."""
+        if self._hotkey_token is None:
+            return False
+        return hmac.compare_digest(event.get(HOTKEY_TOKEN_HEADER, "").encode(), self._hotkey_token)
+
+    def _count(self, reason: HotkeyRejection | None) -> None:
         self.last_rejection = reason
         if reason is not None:
             self.rejected[reason] += 1
-            return None
-        return channel
 
     def _caller_for(self, agent: Channel, peer: str) -> Channel | None:
         """The agent's other party: the bridge peer, else the channel that started the call."""

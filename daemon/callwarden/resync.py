@@ -28,9 +28,15 @@ def resync_events(
     ended = set(ended_meanwhile)
     events: list[Frame] = []
     present: set[str] = set()
+    cut_short: set[str] = set()  # names of items without a Uniqueid
     for item in snapshot:
         name, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
-        if item.get("Event") != "CoreShowChannel" or not name or not uniqueid or is_local(name):
+        if item.get("Event") != "CoreShowChannel" or not name or is_local(name):
+            continue
+        if not uniqueid:
+            # Asterisk always sends it: a caller ID number with a blank line ended this item
+            # early. The channel is there all the same: keep the one tracked by that name.
+            cut_short.add(name)
             continue
         present.add(uniqueid)
         if uniqueid in ended:
@@ -50,7 +56,7 @@ def resync_events(
         bridge = item.get("BridgeId", "")
         if bridge and (uniqueid not in tracked or tracked[uniqueid].bridge != bridge):
             events.append({"Event": "BridgeEnter", "Uniqueid": uniqueid, "BridgeUniqueid": bridge})
-    for uniqueid in list(tracked):
-        if uniqueid in candidates and uniqueid not in present:
+    for uniqueid, channel in list(tracked.items()):
+        if uniqueid in candidates and uniqueid not in present and channel.name not in cut_short:
             events.append({"Event": "Hangup", "Uniqueid": uniqueid})
     return events

@@ -1,7 +1,7 @@
 """Hostile caller IDs on the lab PBX: nothing reaches another call, nothing unexpected is sent.
 
-A caller dials one of the lab's hostile numbers (config/asterisk/extensions.conf, 190-196):
-its caller ID name (190-194) or number (195, 196) holds real CR/LF and other control
+A caller dials one of the lab's hostile numbers (config/asterisk/extensions.conf, 190-199):
+its caller ID name (190-194) or number (195, 196, 198, 199) holds real CR/LF and other control
 characters, built to inject an AMI action, a Hangup of every channel by regex, or a whole
 forged CallwardenHotkey event naming another, live call (agent2's channel, Uniqueid and
 Linkedid). Meanwhile caller2 talks to agent2 (the bystander). The hostile call's agent presses
@@ -20,8 +20,10 @@ Oracles, each independent of the daemon:
 
 Caller ID *numbers* are not escaped by Asterisk 22: 196 forges a valid hotkey event in the
 daemon's own stream: the dialplan's token (set by the daemon after each login) is what stops it
-(docs/reliability.md). The last tests inject hotkey events through the AMI ``UserEvent`` action
-(the trust rule of callwarden.calls: bound to a live agent channel by its Uniqueid).
+(docs/reliability.md). 198 and 199 forge a Hangup of the bystander's agent or caller channel:
+the daemon forgets it, and the agent's next (genuine) press makes it re-read the PBX's channels. The last tests
+inject hotkey events through the AMI ``UserEvent`` action (the trust rule of callwarden.calls:
+bound to a live agent channel by its Uniqueid).
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ pytestmark = pytest.mark.integration
 LAB_DIR = Path(os.environ.get("CALLWARDEN_LAB_DIR", "/var/lib/callwarden-lab"))
 MESSAGES_LOG = LAB_DIR / "root" / "var" / "log" / "asterisk" / "messages.log"
 CALLER1_FLAGS = ("493012345678", "00493012345678", "03012345678")
-FORGE_GLOBALS = ("LAB_FORGE_CHANNEL", "LAB_FORGE_UNIQUEID", "LAB_FORGE_LINKEDID", "LAB_FORGE_PEER")
+FORGE_GLOBALS = (
+    "LAB_FORGE_CHANNEL",
+    "LAB_FORGE_UNIQUEID",
+    "LAB_FORGE_LINKEDID",
+    "LAB_FORGE_PEER",
+    "LAB_FORGE_PEER_UNIQUEID",
+)
 FORGED_LAST = f"Variable: {FORGE_GLOBALS[-1]}"  # the last action bystander_call sends
 
 
@@ -170,8 +178,8 @@ def audio_flows(sender: PhoneCall, receiver: PhoneCall) -> None:
     wait_until(lambda: has_audio(receiver.received_audio(), start), 10, "audio from the other side")
 
 
-def heard(call: PhoneCall, name: str, timeout: float = 15) -> None:
-    prompt = load_prompt(prompt_path("en", name))
+def heard(call: PhoneCall, name: str, timeout: float = 15, lang: str = "en") -> None:
+    prompt = load_prompt(prompt_path(lang, name))
     wait_until(lambda: find_prompt(call.received_audio(), prompt) is not None, timeout, f"announcement {name}")
 
 
@@ -207,7 +215,7 @@ def bystander_call(phone: Callable[..., TestPhone], pbx: LabPbx) -> Bystander:
     agent, caller = channel_of(pbx, "agent2"), channel_of(pbx, "caller2")
     info = pbx.channel_info(agent)
     other = Bystander(call, agent, caller, info["UniqueID"], info["LinkedID"])
-    forged = (other.agent, other.uniqueid, other.linkedid, other.caller)
+    forged = (other.agent, other.uniqueid, other.linkedid, other.caller, pbx.channel_info(caller)["UniqueID"])
     for name, value in zip(FORGE_GLOBALS, forged, strict=True):
         ami_action({"Action": "Setvar", "Variable": name, "Value": value})
     return other
@@ -360,6 +368,38 @@ def test_a_forged_hotkey_in_the_caller_number_is_not_acted_on(
         assert_bystander_untouched(other, pbx, daemon, full.stop())
     finally:
         full.stop()
+        other.call.caller.hangup()
+
+
+@pytest.mark.parametrize("number", ["198", "199"])
+def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_keys(
+    number: str, daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path
+) -> None:
+    """198 (199): the number ends its frame and carries a Hangup of the bystander's agent
+    (caller) channel; no rule can tell it from a real one, so the daemon forgets that channel.
+    The bystander agent's next press carries the dialplan's token: the daemon re-reads the
+    PBX's channels, finds the channel alive and warns the caller, once; the hostile call is not
+    touched."""
+    other = bystander_call(phone, pbx)
+    forgotten = other.agent if number == "198" else other.caller
+    try:
+        hostile = connect(phone, "caller1", number, "agent1")
+        wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "the hostile call bridged")
+        other.call.agent.press("*1")
+        lost = daemon.wait_for("hotkey_channel_untracked")  # the forgery took: the channel was forgotten
+        assert (lost["agent_channel"], lost["missing"]) == (other.agent, forgotten)
+        recovered = daemon.wait_for("hotkey_channel_recovered")
+        assert recovered["missing"] == forgotten
+        decision = daemon.wait_for("decision", where=lambda r: r.get("linkedid") == other.linkedid)
+        assert (decision["action"], decision["outcome"]) == ("warn", "approved")
+        heard(other.call.caller, "warn", lang="de")  # 101 is the German line
+        assert [r["linkedid"] for r in daemon.events("decision")] == [other.linkedid]
+        assert daemon.events("hotkey_rejected") == []
+        assert [o for a, o, _ in audit_of(store_path, other.linkedid) if a == "warn"] == ["approved"]
+        assert pbx.bridged("caller1", "agent1")
+        hostile.caller.hangup()
+        hostile.agent.wait_ended()
+    finally:
         other.call.caller.hangup()
 
 

@@ -26,6 +26,7 @@ from callwarden.calls import (
     HotkeyPressed,
     HotkeyRejected,
     HotkeyRejection,
+    HotkeyUntracked,
 )
 from callwarden.config import AmiConfig
 from callwarden.decisions import CallFacts, CallMemory, Hangup, Redirect, SetVar, StoreCallback, decide
@@ -311,3 +312,85 @@ def test_with_a_token_only_events_carrying_it_are_acted_on(sent: str | None, act
 def test_without_a_token_the_header_is_ignored() -> None:
     (press,) = _press(_token_tracker(None), "end", **{HOTKEY_TOKEN_HEADER: "anything"})
     assert isinstance(press, HotkeyPressed)
+
+
+# -- a real press from a channel the state lost: caught up with, then the same rule -----------
+
+
+def test_a_press_with_the_token_from_a_channel_not_tracked_asks_to_catch_up() -> None:
+    """E.g. a Hangup of the agent's channel forged in a caller ID number: the press is genuine
+    (the token), the state is wrong. Not refused (nor counted) yet."""
+    tracker = _token_tracker("s3cret-token")
+    tracker.handle({"Event": "Hangup", "Channel": AGENT, "Uniqueid": "a1", "Linkedid": "c1"})
+    (event,) = _press(tracker, "warn", **{HOTKEY_TOKEN_HEADER: "s3cret-token"})
+    assert isinstance(event, HotkeyUntracked)
+    assert (event.hotkey, event.agent_channel, event.missing, event.linkedid) == ("warn", AGENT, AGENT, "c1")
+    assert not any(tracker.rejected.values())
+
+
+def test_a_press_naming_a_bridge_peer_not_tracked_asks_to_catch_up_too() -> None:
+    """The caller's channel forgotten instead: the press would go to a caller the daemon knows
+    nothing about (no number for a callback, "no caller" for the policy)."""
+    tracker = _token_tracker("s3cret-token")
+    tracker.handle({"Event": "Hangup", "Channel": CALLER, "Uniqueid": "c1", "Linkedid": "c1"})
+    (event,) = _press(tracker, "handover", **{HOTKEY_TOKEN_HEADER: "s3cret-token"})
+    assert isinstance(event, HotkeyUntracked)
+    assert (event.agent_channel, event.missing) == (AGENT, CALLER)
+    tracker.handle(
+        {"Event": "Newchannel", "Channel": CALLER, "Uniqueid": "c1", "Linkedid": "c1", "CallerIDNum": "+4930"}
+    )
+    (pressed,) = tracker.recheck_hotkey(event.frame)
+    assert isinstance(pressed, HotkeyPressed)
+    assert (pressed.caller_channel, pressed.caller_number) == (CALLER, "+4930")
+
+
+@pytest.mark.parametrize(
+    ("token", "peer"),
+    [
+        (None, "PJSIP/trunk-0000000a"),  # no token: nothing proves the dialplan sent it
+        ("s3cret-token", "PJSIP/a-00000001,PJSIP/b-00000002"),  # a conference: BRIDGEPEER lists them
+        ("s3cret-token", "Local/600@lab-internal-00000001;1"),  # plumbing, never tracked
+        ("s3cret-token", "/.*/"),  # no channel at all
+    ],
+)
+def test_a_peer_that_is_no_single_channel_or_no_token_is_no_reason_to_catch_up(token: str | None, peer: str) -> None:
+    tracker = _token_tracker(token)
+    (event,) = _press(tracker, "warn", BridgePeer=peer, **({HOTKEY_TOKEN_HEADER: token} if token else {}))
+    assert isinstance(event, HotkeyPressed)
+
+
+@pytest.mark.parametrize(("token", "sent"), [("s3cret-token", "wrong"), ("s3cret-token", None), (None, "anything")])
+def test_without_the_token_a_press_from_a_channel_not_tracked_is_refused(token: str | None, sent: str | None) -> None:
+    """Only the dialplan can make the daemon re-read the PBX (a forger could flood it)."""
+    tracker = _token_tracker(token)
+    tracker.handle({"Event": "Hangup", "Channel": AGENT, "Uniqueid": "a1", "Linkedid": "c1"})
+    (event,) = _press(tracker, "warn", **({} if sent is None else {HOTKEY_TOKEN_HEADER: sent}))
+    assert isinstance(event, HotkeyRejected)
+    assert event.reason is HotkeyRejection.UNTRACKED_CHANNEL
+    assert tracker.rejected[HotkeyRejection.UNTRACKED_CHANNEL] == 1
+
+
+def test_the_recheck_acts_once_the_channel_is_back_and_refuses_for_good_otherwise() -> None:
+    tracker = _token_tracker("s3cret-token")
+    tracker.handle({"Event": "Hangup", "Channel": AGENT, "Uniqueid": "a1", "Linkedid": "c1"})
+    (untracked,) = _press(tracker, "warn", **{HOTKEY_TOKEN_HEADER: "s3cret-token"})
+    assert isinstance(untracked, HotkeyUntracked)
+    (refused,) = tracker.recheck_hotkey(untracked.frame)  # still unknown: no second catch-up
+    assert isinstance(refused, HotkeyRejected)
+    assert refused.reason is HotkeyRejection.UNTRACKED_CHANNEL
+    tracker.handle({"Event": "Newchannel", "Channel": AGENT, "Uniqueid": "a1", "Linkedid": "c1"})
+    (pressed,) = tracker.recheck_hotkey(untracked.frame)
+    assert isinstance(pressed, HotkeyPressed)
+    assert (pressed.agent_channel, pressed.caller_channel, pressed.linkedid) == (AGENT, CALLER, "c1")
+
+
+def test_the_recheck_keeps_the_whole_rule() -> None:
+    """Back under another Uniqueid (a new channel of the same name): not that press's channel."""
+    tracker = _token_tracker("s3cret-token")
+    tracker.handle({"Event": "Hangup", "Channel": AGENT, "Uniqueid": "a1", "Linkedid": "c1"})
+    (untracked,) = _press(tracker, "end", **{HOTKEY_TOKEN_HEADER: "s3cret-token"})
+    assert isinstance(untracked, HotkeyUntracked)
+    tracker.handle({"Event": "Newchannel", "Channel": AGENT, "Uniqueid": "a9", "Linkedid": "c9"})
+    (refused,) = tracker.recheck_hotkey(untracked.frame)
+    assert isinstance(refused, HotkeyRejected)
+    assert refused.reason is HotkeyRejection.UNIQUEID_MISMATCH

@@ -66,3 +66,13 @@ def test_events_during_the_snapshot_win_over_it() -> None:
     snapshot = [show("PJSIP/gone-2", "g1", "g1", "")]  # hung up while the snapshot travelled
     events = resync_events(tracker.channels, snapshot, tracked_before=set(), ended_meanwhile={"g1"})
     assert events == []
+
+
+def test_an_item_cut_short_by_a_caller_number_does_not_hang_up_its_channel() -> None:
+    """A caller ID number with a blank line ends that channel's item before its Uniqueid (the
+    rest arrives as another frame): the channel is still there, and stays tracked."""
+    tracker = CallTracker()
+    tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/caller1-1", "Uniqueid": "c1", "Linkedid": "c1"})
+    tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/gone-2", "Uniqueid": "g1", "Linkedid": "g1"})
+    cut = {"Event": "CoreShowChannel", "Channel": "PJSIP/caller1-1", "CallerIDNum": "+4930"}
+    assert resync_events(tracker.channels, [cut]) == [{"Event": "Hangup", "Uniqueid": "g1"}]
