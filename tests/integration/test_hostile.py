@@ -28,14 +28,19 @@ bound to a live agent channel by its Uniqueid).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+from bench import sipua
+from bench.sipua import Dialog, UserAgent
 
 from callwarden.ami.framing import Frame, FrameDecoder, parse_frame
 from callwarden.calls import HOTKEY_USEREVENT
@@ -46,6 +51,7 @@ from tests.sip.phone import PhoneCall, TestPhone, wait_until
 from tests.tools.record_transcript import Recorder
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 LAB_DIR = Path(os.environ.get("CALLWARDEN_LAB_DIR", "/var/lib/callwarden-lab"))
 MESSAGES_LOG = LAB_DIR / "root" / "var" / "log" / "asterisk" / "messages.log"
@@ -321,31 +327,36 @@ def test_hostile_caller_id_name_touches_nothing_else(
 # -- caller ID numbers: Asterisk does not escape them --------------------------------------------
 
 
-def test_cr_lf_in_the_caller_number_gets_the_press_ignored_not_misdirected(
-    daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path, action_log: ActionLog
+def test_cr_lf_in_the_caller_number_is_cleaned_before_the_agent_rings(
+    daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, action_log: ActionLog
 ) -> None:
-    """195: ``+493012345678\r\nUniqueid: <the bystander agent's>``. Every event of the hostile
-    call now names the bystander's Uniqueid ahead of its own, the agent's hotkey event too.
-    Those frames repeat an identity header: ignored. The press does nothing (on this call);
-    the bystander is not touched, nothing is sent."""
+    """195: ``+493012345678\r\nUniqueid: <the bystander agent's>``. The caller's events while
+    the number holds it repeat an identity header: ignored. callwarden-dial-agent removes the
+    control characters before the agent's phone rings, so the agent's events, the hotkey event
+    too, are whole again: the press is acted on, on the hostile call's own channels (before
+    that step: it did nothing); the bystander is not touched."""
     other = bystander_call(phone, pbx)
     action_log.start_after(FORGED_LAST)  # from here on: the hostile call only
     full = AmiView.start("labtest", "labtest-secret", "on")
     try:
         hostile = connect(phone, "caller1", "195", "agent1")
         wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "the hostile call bridged")
+        hostile_agent, hostile_caller = channel_of(pbx, "agent1"), channel_of(pbx, "caller1")
+        daemon.wait_for("ami_frame_tampered", where=lambda r: r.get("ami_event") == "NewCallerid")
         hostile.agent.press("*4")
-        daemon.wait_for("ami_frame_tampered", where=lambda r: r.get("user_event") == HOTKEY_USEREVENT)
-        assert daemon.events("hotkey_pressed") == []
+        pressed = daemon.wait_for("hotkey_pressed")
+        assert (pressed["agent_channel"], pressed["caller_channel"]) == (hostile_agent, hostile_caller)
+        made = daemon.wait_for("decision", where=lambda r: r.get("action") == "callback")
+        assert made["outcome"] == "approved"
+        assert made["linkedid"] == pbx.channel_info(hostile_agent)["LinkedID"] != other.linkedid
         hostile.caller.hangup()
         hostile.agent.wait_ended()
         assert_bystander_untouched(other, pbx, daemon, full.stop())
     finally:
         full.stop()
         other.call.caller.hangup()
-    actions = assert_actions(action_log, set())
-    assert {a.get("Action", "").lower() for a in actions} <= {"login", "ping"}  # our watcher; the watchdog
-    assert stored_callbacks(store_path) == []
+    actions = assert_actions(action_log, {hostile_agent, hostile_caller})
+    assert any(a.get("Action", "").lower() == "redirect" for a in actions)
 
 
 def test_a_forged_hotkey_in_the_caller_number_is_not_acted_on(
@@ -422,6 +433,72 @@ def test_asterisk_escapes_caller_id_names_but_not_app_data(pbx: LabPbx, phone: C
     )
     assert re.search(rb"AppData: CALLERID\(name\)=Mallory\r\nAction: Originate\r\n", full.data)
     assert any(f.get("Event") == "Newexten" and f.get("Action") == "Originate" for f in frames)
+
+
+@dataclass
+class TrunkCaller:
+    """A caller from a SIP trunk (bench/sipua.py, endpoint bench-caller: its caller ID is the
+    P-Asserted-Identity), on an event loop of its own beside the threaded test phones."""
+
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    agent: UserAgent | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 20) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, number: str, caller_id: tuple[str, str]) -> Dialog:
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="trunk-caller").start()
+        self.agent = self.run(UserAgent().start())
+        return self.run(self.agent.call(number, caller_id=caller_id))
+
+    def heard(self, dialog: Dialog, name: str, timeout: float = 15) -> None:
+        prompt = load_prompt(prompt_path("en", name))
+        wait_until(lambda: find_prompt(sipua.received_pcm(dialog.leg)[0], prompt) is not None, timeout, name)
+
+    def hang_up(self, dialog: Dialog) -> None:
+        assert self.agent is not None
+        self.run(self.agent.bye(dialog))
+
+    def close(self) -> None:
+        if self.agent is not None:
+            self.run(self.agent.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_a_trunk_caller_number_with_encoded_crlf_is_still_handled(
+    daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx
+) -> None:
+    """A SIP trunk's P-Asserted-Identity whose user part holds ``%0D%0A%0D%0A`` and a forged
+    frame: Asterisk 22 decodes it into the caller ID number and sends it raw in AMI, from the
+    very first event of the call (no dialplan ran yet: no FILTER at the edge can stop that one).
+    The caller's channel is never seen whole; callwarden-dial-agent cleans the number before
+    the agent's phone rings, so the agent's events are whole; the agent's press names a caller
+    the daemon does not know, which it then finds by asking Asterisk: the warning plays."""
+    agent_phone = phone("agent1", auto_answer=True)
+    full = AmiView.start("labtest", "labtest-secret", "on")
+    trunk = TrunkCaller()
+    try:
+        forged = "%2B493012345678%0D%0A%0D%0AEvent%3A%20LabSipForged%0D%0AX%3A%20y"
+        dialog = trunk.call("100", ("Trunk", forged))
+        answered = agent_phone.next_call()
+        wait_until(lambda: pbx.bridged("bench-caller", "agent1"), 10, "the trunk call bridged")
+        caller = channel_of(pbx, "bench-caller")
+        answered.press("*1")
+        lost = daemon.wait_for("hotkey_channel_untracked")
+        assert lost["missing"] == caller  # its Newchannel never arrived whole
+        assert daemon.wait_for("hotkey_channel_recovered")["missing"] == caller
+        made = daemon.wait_for("decision")
+        assert (made["action"], made["outcome"]) == ("warn", "approved")
+        trunk.heard(dialog, "warn")
+        trunk.hang_up(dialog)
+    finally:
+        trunk.close()
+        frames = full.stop()
+    assert b"CallerIDNum: +493012345678\r\n\r\nEvent: LabSipForged\r\nX: y\r\n" in full.data
+    assert any(f.get("Event") == "LabSipForged" for f in frames)
+    assert {f.get("ConnectedLineNum") for f in frames if f.get("Channel", "").startswith("PJSIP/agent1-")} >= {
+        "+493012345678Event: LabSipForgedX: y"  # cleaned: no CR LF left, the rest kept
+    }
 
 
 # -- hotkey events injected through AMI (the trust rule; replaces test_actions' injections) ------
