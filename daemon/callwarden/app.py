@@ -81,6 +81,9 @@ STORE_CHECK_EVERY = 10  # health snapshots between real store writes
 
 # A number a caller dialed, as the dialplan sees it (what the policy's routes list).
 DIALED = re.compile(r"[0-9A-Za-z+*#]{1,40}")
+# Events whose decisions read a call's memory: held while that memory is read back.
+HELD_WHILE_RESTORING = (HotkeyPressed, HandoverUnanswered, CallbackNumberEntered, ChannelHungUp)
+HeldEvent = HotkeyPressed | HandoverUnanswered | CallbackNumberEntered | ChannelHungUp
 GETVAR_BATCH = 50  # Getvar actions in flight at once while the resync recovers dialed numbers
 
 
@@ -143,6 +146,8 @@ class Daemon:
         self._press_times: dict[str, float] = {}  # linkedid -> when its hotkey event was read
         self._ended_during_resync: set[str] | None = None
         self._resync_lock = asyncio.Lock()  # one CoreShowChannels at a time
+        self._restoring: set[str] = set()  # calls whose memory is being read from the store
+        self._held: list[HeldEvent] = []  # their events meanwhile, in order
         self._inflight: set[asyncio.Task[None]] = set()  # per-call work, finished on shutdown
         self.stop_requested = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
@@ -168,6 +173,10 @@ class Daemon:
             self._route(domain_event)
 
     def _route(self, event: DomainEvent) -> None:
+        if self._restoring and isinstance(event, HELD_WHILE_RESTORING) and event.linkedid in self._restoring:
+            self._held.append(event)  # decided once the call's memory is back (restore_memory)
+            log.info("call_event_held", kind=type(event).__name__, linkedid=event.linkedid)
+            return
         self._routes[type(event)](event)
 
     def _facts(self, caller_channel: str | None) -> CallFacts:
@@ -498,13 +507,26 @@ class Daemon:
         or callback request under way still gets its follow-up. ``calls``: only those (default:
         every call tracked).
 
-        A hotkey that arrives while the store is read is decided without it (a window of
-        milliseconds after the login); its call keeps the memory that decision made.
+        Meanwhile the events of those calls whose decisions read that memory (a press, a
+        follow-up, a hangup) wait, in order, and are decided once it is back (or the store
+        failed): a press in the milliseconds after a login counts the warnings given before.
         """
         wanted = self.tracker.calls if calls is None else [c for c in calls if c in self.tracker.calls]
-        unknown = [linkedid for linkedid in wanted if linkedid not in self.memory]
+        unknown = [linkedid for linkedid in wanted if linkedid not in self.memory and linkedid not in self._restoring]
         if not unknown:
             return
+        self._restoring.update(unknown)
+        try:
+            await self._restore_memory_of(unknown)
+        finally:
+            self._restoring.difference_update(unknown)
+            held, self._held = self._held, []
+            if held:
+                log.info("call_events_held", events=len(held), calls=len({e.linkedid for e in held}))
+            for event in held:
+                self._route(event)  # those of calls another restore still reads wait again
+
+    async def _restore_memory_of(self, unknown: list[str]) -> None:
         try:
             records = await self.store.list_audit_of(unknown)
         except StoreError as exc:
@@ -516,7 +538,9 @@ class Daemon:
         restored = warnings = 0
         for linkedid, rows in by_call.items():
             memory = memory_from_audit(rows)
-            if linkedid in self.tracker.calls and linkedid not in self.memory and memory != CallMemory():
+            # A call that ended meanwhile too: its Hangup is among the held events, which
+            # read the memory and then drop it.
+            if linkedid not in self.memory and memory != CallMemory():
                 self.memory[linkedid] = memory
                 restored, warnings = restored + 1, warnings + len(memory.warnings)
         log.info("call_memory_restored", calls=restored, warnings=warnings, looked_up=len(unknown))

@@ -15,12 +15,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from callwarden.records import AuditRecord, CallbackStatus, Incident
 from callwarden.store import Store, StoreError, outbox
 from callwarden.store.migrate import head_revision
-from tests.integration.harness import DaemonProcess, LabPbx, PostgresServer, free_tcp_port, write_config
-from tests.sip.phone import TestPhone
+from tests.integration.harness import (
+    DaemonProcess,
+    LabPbx,
+    PostgresServer,
+    TcpProxy,
+    free_tcp_port,
+    write_config,
+)
+from tests.sip.phone import TestPhone, wait_until
 from tests.unit.test_store import CEST, NUMBER, T0, audit_entry, new_callback, open_and_write_at_once
 
 pytestmark = pytest.mark.integration
@@ -176,3 +184,58 @@ def test_the_daemon_keeps_its_records_in_postgresql(
         check=True,
     )
     assert str(callback.id) in listed.stdout and "billing" in listed.stdout
+
+
+def test_a_press_while_a_restarted_daemon_reads_the_audit_trail_waits_for_it(
+    pbx: LabPbx,
+    phone: Callable[..., TestPhone],
+    url: str,
+    tmp_path: Path,
+    test_sections: dict[str, dict[str, object]],
+) -> None:
+    """After a restart, the daemon reads back what was decided on the calls under way. A press
+    on such a call in the meantime waits for it: the warning given before the restart counts,
+    the end is approved. (The read is held up on purpose: the test locks the audit table, which
+    PostgreSQL lets it do; SQLite's WAL never blocks a reader.)"""
+    config = write_config(tmp_path / "pg.toml", **(test_sections | {"store": {"path": url}}))
+    daemon = DaemonProcess(config).start()
+    try:
+        daemon.wait_for("ami_logged_in")
+        caller, agent = phone("caller1"), phone("agent1", auto_answer=True)
+        placed = caller.call("100")
+        answered = agent.next_call()
+        placed.wait_answered()
+        answered.press("*1")
+        warned = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
+        assert warned["outcome"] == "approved"
+        wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
+    finally:
+        daemon.kill()
+    gate = TcpProxy(free_tcp_port())  # the AMI unreachable at first: start-up reads the store freely
+    ami = test_sections["ami"] | {"port": gate.port}
+    config = write_config(tmp_path / "pg2.toml", **(test_sections | {"store": {"path": url}, "ami": ami}))
+    restarted = DaemonProcess(config).start()
+    engine = sa.create_engine(url)
+    try:
+        restarted.wait_for("ami_reconnect_scheduled")  # past start-up, not logged in
+        with engine.connect() as locker:
+            locker.execute(sa.text("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE"))  # until the rollback
+            gate.target_port = 15038
+            restarted.wait_for("calls_resynced")
+            answered.press("*2")
+            held = restarted.wait_for("call_event_held")
+            assert (held["kind"], held["linkedid"]) == ("HotkeyPressed", warned["linkedid"])
+            assert restarted.events("decision") == []
+            locker.rollback()
+        assert restarted.wait_for("call_memory_restored")["warnings"] == 1
+        ended = restarted.wait_for("decision", where=lambda r: r["action"] == "end")
+        assert (ended["outcome"], ended["reason"], ended["linkedid"]) == (
+            "approved",
+            "end_approved",
+            warned["linkedid"],
+        )
+        placed.wait_ended(15)
+    finally:
+        restarted.kill()
+        gate.close()
+        engine.dispose()
