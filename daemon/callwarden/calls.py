@@ -425,7 +425,6 @@ class CallTracker:
 
     def _check_hotkey(self, event: AmiEvent) -> tuple[Channel | None, HotkeyRejection | None]:
         name = event.get("Channel", "")
-        channel: Channel | None = None
         if not plausible_channel(name):
             return None, HotkeyRejection.BAD_CHANNEL
         if is_local(name):

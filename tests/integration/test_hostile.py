@@ -21,9 +21,9 @@ Oracles, each independent of the daemon:
 Caller ID *numbers* are not escaped by Asterisk 22: 196 forges a valid hotkey event in the
 daemon's own stream: the dialplan's token (set by the daemon after each login) is what stops it
 (docs/reliability.md). 198 and 199 forge a Hangup of the bystander's agent or caller channel:
-the daemon forgets it, and the agent's next (genuine) press makes it re-read the PBX's channels. The last tests
-inject hotkey events through the AMI ``UserEvent`` action (the trust rule of callwarden.calls:
-bound to a live agent channel by its Uniqueid).
+the daemon forgets it, and the agent's next (genuine) press makes it re-read the PBX's
+channels. The last tests inject hotkey events through the AMI ``UserEvent`` action (the trust
+rule of callwarden.calls: bound to a live agent channel by its Uniqueid).
 """
 
 from __future__ import annotations
@@ -442,12 +442,14 @@ class TrunkCaller:
 
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     agent: UserAgent | None = None
+    thread: threading.Thread | None = None
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 20) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call(self, number: str, caller_id: tuple[str, str]) -> Dialog:
-        threading.Thread(target=self.loop.run_forever, daemon=True, name="trunk-caller").start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="trunk-caller")
+        self.thread.start()
         self.agent = self.run(UserAgent().start())
         return self.run(self.agent.call(number, caller_id=caller_id))
 
@@ -462,7 +464,10 @@ class TrunkCaller:
     def close(self) -> None:
         if self.agent is not None:
             self.run(self.agent.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        self.loop.close()
 
 
 def test_a_trunk_caller_number_with_encoded_crlf_is_still_handled(
