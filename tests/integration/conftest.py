@@ -109,12 +109,17 @@ def daemon_config(tmp_path: Path, test_sections: dict[str, dict[str, object]]) -
 
 
 @pytest.fixture
-def daemon(pbx: LabPbx, daemon_config: Path) -> Iterator[DaemonProcess]:
-    """The daemon, started and logged in to the lab PBX."""
+def daemon(pbx: LabPbx, daemon_config: Path, request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
+    """The daemon, started and logged in to the lab PBX. Afterwards: no press took the slow
+    path of a channel the daemon had lost track of (a resync), unless the test is about that
+    (marker ``lost_channel``)."""
     proc = DaemonProcess(daemon_config).start()
     proc.wait_for("ami_logged_in")
     yield proc
+    untracked = proc.events("hotkey_channel_untracked")
     proc.kill()
+    if request.node.get_closest_marker("lost_channel") is None:
+        assert untracked == []
 
 
 @pytest.fixture

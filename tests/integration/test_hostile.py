@@ -382,6 +382,7 @@ def test_a_forged_hotkey_in_the_caller_number_is_not_acted_on(
         other.call.caller.hangup()
 
 
+@pytest.mark.lost_channel
 @pytest.mark.parametrize("number", ["198", "199"])
 def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_keys(
     number: str, daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path
@@ -470,6 +471,7 @@ class TrunkCaller:
         self.loop.close()
 
 
+@pytest.mark.lost_channel
 def test_a_trunk_caller_number_with_encoded_crlf_is_still_handled(
     daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx
 ) -> None:
@@ -539,12 +541,13 @@ def test_injected_press_bound_to_the_live_agent_channel_counts_as_a_press(
     call.caller.hangup()
 
 
+@pytest.mark.lost_channel
 def test_injected_press_for_a_gone_or_unknown_channel_is_rejected_and_audited(
     daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path
 ) -> None:
     """A press after the call hung up (the agent's channel is gone too), or one for a channel
     that never existed: no decision, no action, but a log line and an audit row; the daemon
-    lives on."""
+    lives on. (Both carry the token: the daemon asks the PBX for the channel first.)"""
     call = connect(phone, "caller1", "100", "agent1")
     call.agent.press("*1")
     first = daemon.wait_for("hotkey_pressed")
@@ -561,6 +564,7 @@ def test_injected_press_for_a_gone_or_unknown_channel_is_rejected_and_audited(
     late = daemon.wait_for("hotkey_rejected")
     unknown = daemon.wait_for("hotkey_rejected")
     assert (late["reason"], unknown["reason"]) == ("untracked_channel", "untracked_channel")
+    assert {r["missing"] for r in daemon.events("hotkey_channel_not_found")} == {agent, "PJSIP/agent2-ffffffff"}
     assert [r for r in daemon.events("decision") if r.get("action") == "end"] == []
     assert len(daemon.events("hotkey_pressed")) == 1
     assert audit_of(store_path, "lab-none.1") == [("end", "rejected", "untracked_channel")]

@@ -28,7 +28,7 @@ from tests.integration.harness import (
     free_tcp_port,
     write_config,
 )
-from tests.sip.phone import TestPhone, wait_until
+from tests.sip.phone import PhoneCall, TestPhone, wait_until
 from tests.unit.test_store import CEST, NUMBER, T0, audit_entry, new_callback, open_and_write_at_once
 
 pytestmark = pytest.mark.integration
@@ -148,23 +148,36 @@ def test_naive_datetimes_are_refused_on_postgresql_too(store: Store) -> None:
         store.count_incidents(NUMBER, datetime(2025, 3, 1, 12, 0))
 
 
+@pytest.fixture
+def pg_config(url: str, tmp_path: Path, test_sections: dict[str, dict[str, object]]) -> Callable[..., Path]:
+    """Daemon configs with the store at ``url`` (keyword arguments: ``[ami]`` overrides)."""
+
+    def make(**ami: object) -> Path:
+        changes: dict[str, dict[str, object]] = {"store": {"path": url}, "ami": test_sections["ami"] | ami}
+        return write_config(tmp_path / f"pg{len(list(tmp_path.glob('pg*.toml')))}.toml", **(test_sections | changes))
+
+    return make
+
+
+def answered_call(phone: Callable[..., TestPhone]) -> tuple[PhoneCall, PhoneCall]:
+    """caller1 -> 100 -> agent1, up: (the caller's call, the agent's)."""
+    caller, agent = phone("caller1"), phone("agent1", auto_answer=True)  # both registered first
+    placed = caller.call("100")
+    answered = agent.next_call()
+    placed.wait_answered()
+    return placed, answered
+
+
 def test_the_daemon_keeps_its_records_in_postgresql(
-    pbx: LabPbx,
-    phone: Callable[..., TestPhone],
-    url: str,
-    tmp_path: Path,
-    test_sections: dict[str, dict[str, object]],
+    pbx: LabPbx, phone: Callable[..., TestPhone], url: str, pg_config: Callable[..., Path]
 ) -> None:
     """``[store] path`` a PostgreSQL URL: the daemon records a hotkey's callback and audit rows
     there, and the supervisors' CLI reads them back from the same database."""
-    config = write_config(tmp_path / "pg.toml", **(test_sections | {"store": {"path": url}}))
+    config = pg_config()
     daemon = DaemonProcess(config).start()
     try:
         daemon.wait_for("ami_logged_in")
-        caller, agent = phone("caller1"), phone("agent1", auto_answer=True)  # both registered first
-        placed = caller.call("100")
-        answered = agent.next_call()
-        placed.wait_answered()
+        placed, answered = answered_call(phone)
         answered.press("*4")
         made = daemon.wait_for("decision", where=lambda r: r["action"] == "callback")
         assert (made["outcome"], made["reason"]) == ("approved", "callback_recorded")
@@ -187,24 +200,16 @@ def test_the_daemon_keeps_its_records_in_postgresql(
 
 
 def test_a_press_while_a_restarted_daemon_reads_the_audit_trail_waits_for_it(
-    pbx: LabPbx,
-    phone: Callable[..., TestPhone],
-    url: str,
-    tmp_path: Path,
-    test_sections: dict[str, dict[str, object]],
+    pbx: LabPbx, phone: Callable[..., TestPhone], url: str, pg_config: Callable[..., Path]
 ) -> None:
     """After a restart, the daemon reads back what was decided on the calls under way. A press
     on such a call in the meantime waits for it: the warning given before the restart counts,
     the end is approved. (The read is held up on purpose: the test locks the audit table, which
     PostgreSQL lets it do; SQLite's WAL never blocks a reader.)"""
-    config = write_config(tmp_path / "pg.toml", **(test_sections | {"store": {"path": url}}))
-    daemon = DaemonProcess(config).start()
+    daemon = DaemonProcess(pg_config()).start()
     try:
         daemon.wait_for("ami_logged_in")
-        caller, agent = phone("caller1"), phone("agent1", auto_answer=True)
-        placed = caller.call("100")
-        answered = agent.next_call()
-        placed.wait_answered()
+        placed, answered = answered_call(phone)
         answered.press("*1")
         warned = daemon.wait_for("decision", where=lambda r: r["action"] == "warn")
         assert warned["outcome"] == "approved"
@@ -212,9 +217,7 @@ def test_a_press_while_a_restarted_daemon_reads_the_audit_trail_waits_for_it(
     finally:
         daemon.kill()
     gate = TcpProxy(free_tcp_port())  # the AMI unreachable at first: start-up reads the store freely
-    ami = test_sections["ami"] | {"port": gate.port}
-    config = write_config(tmp_path / "pg2.toml", **(test_sections | {"store": {"path": url}, "ami": ami}))
-    restarted = DaemonProcess(config).start()
+    restarted = DaemonProcess(pg_config(port=gate.port)).start()
     engine = sa.create_engine(url)
     try:
         restarted.wait_for("ami_reconnect_scheduled")  # past start-up, not logged in
