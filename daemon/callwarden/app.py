@@ -66,7 +66,7 @@ from callwarden.mqtt import Publisher
 from callwarden.numbers import dialplan_keys, to_e164
 from callwarden.policy import Policy, load_policy, parse_policy
 from callwarden.records import AuditEntry, AuditRecord, Incident
-from callwarden.resync import resync_events
+from callwarden.resync import resync_events, status_item
 from callwarden.store import AsyncStore, StoreError, outbox
 from callwarden.store.engine import describe_location
 
@@ -145,7 +145,6 @@ class Daemon:
         )
         self._press_times: dict[str, float] = {}  # linkedid -> when its hotkey event was read
         self._ended_during_resync: set[str] | None = None
-        self._resync_lock = asyncio.Lock()  # one CoreShowChannels at a time
         self._restoring: set[str] = set()  # calls whose memory is being read from the store
         self._held: list[HeldEvent] = []  # their events meanwhile, in order
         self._inflight: set[asyncio.Task[None]] = set()  # per-call work, finished on shutdown
@@ -232,26 +231,20 @@ class Daemon:
         self._spawn(self._audit_rejection(entry, event), "rejected-hotkey")
 
     def on_hotkey_untracked(self, event: HotkeyUntracked) -> None:
-        """The agent's press is real but its channel unknown here: catch up with the PBX, then
-        decide (or refuse, with the usual audit row). Only an event with the dialplan's token
-        gets here, so a forger cannot make the daemon resync at will."""
+        """The agent's press is real but a channel of it is unknown here: ask Asterisk for that
+        channel, then decide (or refuse, with the usual audit row). Only an event with the
+        dialplan's token gets here, so a forger cannot make the daemon look up at will."""
         log.warning(
             "hotkey_channel_untracked", hotkey=event.hotkey, agent_channel=event.agent_channel, missing=event.missing
         )
         self._spawn(self._recover_press(event, time.perf_counter()), f"recover-{event.agent_channel}")
 
     async def _recover_press(self, event: HotkeyUntracked, read_at: float) -> None:
-        try:
-            async with self._resync_lock:
-                if self.tracker.channel_by_name(event.missing) is None:  # else another press found it
-                    item = await self._resync_locked(want=event.missing)
-                    if item is not None and self.tracker.channel_by_name(event.missing) is None:
-                        await self._confirm_alive(item)
-            agent = self.tracker.channel_by_name(event.agent_channel)
-            if agent is not None:  # its call's memory, if a forged Hangup ended it here
-                await self.restore_memory([agent.linkedid])
-        except (AmiError, TimeoutError, OSError) as exc:
-            log.warning("calls_resync_failed", error=str(exc))
+        if self.tracker.channel_by_name(event.missing) is None:  # else another press's lookup found it
+            await self._adopt(event.missing)
+        agent = self.tracker.channel_by_name(event.agent_channel)
+        if agent is not None:  # its call's memory, if a forged Hangup ended it here
+            await self.restore_memory([agent.linkedid])
         found = self.tracker.channel_by_name(event.missing) is not None
         (log.info if found else log.warning)(
             "hotkey_channel_recovered" if found else "hotkey_channel_not_found",
@@ -420,13 +413,6 @@ class Daemon:
         await self.sync_flags()
 
     async def resync(self) -> None:
-        """Bring the tracked channels in line with Asterisk's (after a login; for a press from
-        a channel not tracked)."""
-        async with self._resync_lock:
-            await self._resync_locked()
-
-    async def _resync_locked(self, want: str | None = None) -> dict[str, str] | None:
-        """The resync; returns the snapshot's item for the channel named ``want``, if any."""
         before = set(self.tracker.channels)
         self._ended_during_resync = set()
         try:
@@ -439,7 +425,7 @@ class Daemon:
             # Refused (e.g. no 'reporting' write class): keep what we track rather than drop it.
             error = messages[0].get("Message", "no reply") if messages else "no reply"
             log.warning("calls_resync_refused", error=error, hint="the AMI user needs write = call,reporting")
-            return None
+            return
         snapshot = [dict(m.items()) for m in messages if m.get("Event") == "CoreShowChannel"]
         events = resync_events(self.tracker.channels, snapshot, tracked_before=before, ended_meanwhile=ended)
         for event in events:
@@ -452,26 +438,29 @@ class Daemon:
             calls=len(self.tracker.calls),
             dialed_recovered=dialed,
         )
-        return next((item for item in snapshot if want and item.get("Channel") == want and item.get("Uniqueid")), None)
 
-    async def _confirm_alive(self, item: dict[str, str]) -> None:
-        """The snapshot listed the channel, yet a Hangup of it was read while the snapshot came
-        (real, or forged in a caller ID number, possibly inside the snapshot itself): Asterisk
-        is asked for that channel's Uniqueid (a reply no caller text can shape); the same one
-        means it lives."""
-        name = item["Channel"]
+    async def _adopt(self, name: str) -> None:
+        """Track the channel ``name`` as Asterisk has it now (``Status``: one round trip however
+        many calls are up). Nothing if Asterisk has no such channel, or if its reply does not
+        hold the channel whole (cut short by a caller ID number: a whole ``CoreShowChannels``
+        would be cut the same way), or names a Uniqueid tracked under another name."""
         try:
-            reply = await self.ami.send_action({"Action": "Getvar", "Channel": name, "Variable": "UNIQUEID"})
+            reply = await self.ami.send_action({"Action": "Status", "Channel": name})
         except (AmiError, TimeoutError, OSError) as exc:
-            log.warning("channel_not_confirmed", channel=name, error=str(exc))
+            log.warning("channel_status_failed", channel=name, error=str(exc))
             return
-        if reply.get("Response") != "Success" or reply.get("Value") != item["Uniqueid"]:
-            log.info("channel_gone", channel=name)
+        item = status_item(reply if isinstance(reply, list) else [reply], name)
+        known = self.tracker.channels.get(item["Uniqueid"]) if item is not None else None
+        if item is None or (known is not None and known.name != name):
             return
-        for event in resync_events(self.tracker.channels, [item], tracked_before=()):
-            self.on_ami_event(event)
-        await self._recover_dialed([c for c in (self.tracker.channel_by_name(name),) if c is not None])
-        log.warning("channel_confirmed_alive", channel=name, uniqueid=item["Uniqueid"])
+        for ami_event in resync_events(self.tracker.channels, [item], tracked_before=()):
+            self.on_ami_event(ami_event)
+        adopted = self.tracker.channel_by_name(name)
+        if adopted is None:
+            return
+        if adopted.uniqueid == adopted.linkedid and not adopted.dialed and DIALED.fullmatch(item["DNID"]):
+            adopted.dialed = item["DNID"]  # the calling leg: what it dialed (routing, language)
+        log.info("channel_adopted", channel=name, uniqueid=adopted.uniqueid, linkedid=adopted.linkedid)
 
     async def _recover_dialed(self, channels: list[Channel]) -> int:
         """The number each newly found call dialed (routing and language depend on it).

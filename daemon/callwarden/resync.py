@@ -1,4 +1,5 @@
-"""After every AMI login: bring the call state in line with what the PBX has now.
+"""After every AMI login (and for a press from a channel the state lost): bring the call state
+in line with what the PBX has now.
 
 Pure: the tracked channels and Asterisk's ``CoreShowChannels`` snapshot in, the AMI-shaped
 events that reconcile them out (fed through ``CallTracker.handle`` like any event). Calls that
@@ -60,3 +61,26 @@ def resync_events(
         if uniqueid in candidates and uniqueid not in present and channel.name not in cut_short:
             events.append({"Event": "Hangup", "Uniqueid": uniqueid})
     return events
+
+
+def status_item(reply: Iterable[Mapping[str, str]], name: str) -> dict[str, str] | None:
+    """The channel ``name`` from an AMI ``Status`` reply, shaped as a ``CoreShowChannels`` item
+    (for ``resync_events``), or None if the reply does not hold it whole (no such channel, or
+    an item cut short by a caller ID number: its Uniqueid and Linkedid come after the number)."""
+    for item in reply:
+        if item.get("Event") != "Status" or item.get("Channel") != name:
+            continue
+        uniqueid, linkedid = item.get("Uniqueid", ""), item.get("Linkedid", "")
+        if not uniqueid or not linkedid:
+            return None
+        return {
+            "Event": "CoreShowChannel",
+            "Channel": name,
+            "Uniqueid": uniqueid,
+            "Linkedid": linkedid,
+            "CallerIDNum": item.get("CallerIDNum", ""),
+            "CallerIDName": item.get("CallerIDName", ""),
+            "BridgeId": item.get("BridgeID", ""),
+            "DNID": item.get("DNID", ""),
+        }
+    return None

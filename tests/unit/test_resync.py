@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from callwarden.calls import CallTracker, HotkeyPressed
-from callwarden.resync import resync_events
+from callwarden.resync import resync_events, status_item
 
 
 def show(name: str, uniqueid: str, linkedid: str, num: str, bridge: str = "") -> dict[str, str]:
@@ -76,3 +76,28 @@ def test_an_item_cut_short_by_a_caller_number_does_not_hang_up_its_channel() -> 
     tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/gone-2", "Uniqueid": "g1", "Linkedid": "g1"})
     cut = {"Event": "CoreShowChannel", "Channel": "PJSIP/caller1-1", "CallerIDNum": "+4930"}
     assert resync_events(tracker.channels, [cut]) == [{"Event": "Hangup", "Uniqueid": "g1"}]
+
+
+def status(name: str, **headers: str) -> dict[str, str]:
+    return {"Event": "Status", "Channel": name, "Uniqueid": "c1", "Linkedid": "c1", "BridgeID": "b1", "DNID": "100"} | (
+        headers
+    )
+
+
+def test_a_status_reply_gives_the_channel_as_a_resync_item() -> None:
+    reply = [{"Response": "Success", "EventList": "start"}, status("PJSIP/c-1", CallerIDNum="+4930")]
+    item = status_item([*reply, {"Event": "StatusComplete"}], "PJSIP/c-1")
+    assert item is not None
+    assert (item["Uniqueid"], item["Linkedid"], item["BridgeId"], item["DNID"]) == ("c1", "c1", "b1", "100")
+    tracker = CallTracker()
+    for event in resync_events(tracker.channels, [item], tracked_before=()):
+        tracker.handle(event)
+    channel = tracker.channel_by_name("PJSIP/c-1")
+    assert channel is not None and (channel.number, channel.bridge) == ("+4930", "b1")
+
+
+def test_a_status_reply_cut_short_or_for_another_channel_gives_nothing() -> None:
+    cut = {"Event": "Status", "Channel": "PJSIP/c-1", "CallerIDNum": "+4930"}  # a blank line in the number
+    assert status_item([cut], "PJSIP/c-1") is None
+    assert status_item([status("PJSIP/other-2")], "PJSIP/c-1") is None
+    assert status_item([{"Response": "Error", "Message": "No such channel"}], "PJSIP/c-1") is None
