@@ -246,6 +246,7 @@ class Daemon:
         if agent is not None:  # its call's memory, if a forged Hangup ended it here
             await self.restore_memory([agent.linkedid])
         found = self.tracker.channel_by_name(event.missing) is not None
+        self.metrics.hotkey_lookups.labels("found" if found else "not_found").inc()
         (log.info if found else log.warning)(
             "hotkey_channel_recovered" if found else "hotkey_channel_not_found",
             hotkey=event.hotkey,

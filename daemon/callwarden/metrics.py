@@ -30,6 +30,12 @@ class Metrics:
         self.hotkeys_rejected = Counter(
             "callwarden_hotkeys_rejected", "Hotkey events refused by the trust rule", ["reason"], registry=r
         )
+        self.hotkey_lookups = Counter(
+            "callwarden_hotkey_channel_lookups",
+            "Presses naming a channel the daemon had lost track of, looked up in Asterisk",
+            ["outcome"],
+            registry=r,
+        )
         self.frames_tampered = Counter(
             "callwarden_ami_frames_tampered", "AMI events with repeated identity headers, ignored", registry=r
         )

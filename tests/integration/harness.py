@@ -17,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,3 +414,20 @@ def stored_callbacks(path: Path) -> list[Callback]:
     """The callbacks committed in the daemon's store (newest first)."""
     with Store.open(str(path)) as store:
         return store.list_callbacks()
+
+
+def fetch(port: int, path: str) -> tuple[int, str]:
+    """GET from the daemon's HTTP server: (status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    """A sample's value in a /metrics text (``name`` with its labels, as printed)."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") or (line.startswith(name + "{") and line.split(" ")[0] == name):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")

@@ -7,8 +7,6 @@ import queue
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import jsonschema
 import paho.mqtt.client as paho
 import pytest
 
-from tests.integration.harness import REPO, DaemonProcess, LabPbx, Mosquitto, write_config
+from tests.integration.harness import REPO, DaemonProcess, LabPbx, Mosquitto, fetch, metric, write_config
 from tests.sip.phone import TestPhone, wait_until
 
 pytestmark = pytest.mark.integration
@@ -196,21 +194,6 @@ def test_retained_status_offline_when_killed_online_when_back(
             status(crm, "offline")  # a clean stop says so too
         finally:
             daemon.kill()
-
-
-def fetch(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or (line.startswith(name + "{") and line.split(" ")[0] == name):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def test_metrics_and_health_after_a_hotkey_and_while_ami_is_down(

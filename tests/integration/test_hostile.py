@@ -46,7 +46,15 @@ from callwarden.ami.framing import Frame, FrameDecoder, parse_frame
 from callwarden.calls import HOTKEY_USEREVENT
 from callwarden.records import CallbackReason
 from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
-from tests.integration.harness import DaemonProcess, LabPbx, ami_action, stored_audit, stored_callbacks
+from tests.integration.harness import (
+    DaemonProcess,
+    LabPbx,
+    ami_action,
+    fetch,
+    metric,
+    stored_audit,
+    stored_callbacks,
+)
 from tests.sip.phone import PhoneCall, TestPhone, wait_until
 from tests.tools.record_transcript import Recorder
 
@@ -385,7 +393,7 @@ def test_a_forged_hotkey_in_the_caller_number_is_not_acted_on(
 @pytest.mark.lost_channel
 @pytest.mark.parametrize("number", ["198", "199"])
 def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_keys(
-    number: str, daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path
+    number: str, daemon: DaemonProcess, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path, http_port: int
 ) -> None:
     """198 (199): the number ends its frame and carries a Hangup of the bystander's agent
     (caller) channel; no rule can tell it from a real one, so the daemon forgets that channel.
@@ -410,6 +418,8 @@ def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_ke
         assert daemon.events("hotkey_rejected") == []
         assert [o for a, o, _ in audit_of(store_path, other.linkedid) if a == "warn"] == ["approved"]
         assert pbx.bridged("caller1", "agent1")
+        text = fetch(http_port, "/metrics")[1]
+        assert metric(text, 'callwarden_hotkey_channel_lookups_total{outcome="found"}') == 1
         hostile.caller.hangup()
         hostile.agent.wait_ended()
     finally:
