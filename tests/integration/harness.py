@@ -155,8 +155,12 @@ class Mosquitto:
         self.port = free_tcp_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
+        # Run as root (CI), Mosquitto would switch to the user "mosquitto", which cannot write
+        # into the test's directory: no log and, worse, no persistence (sessions lost on a
+        # restart, so a test of it passed only when its subscriber beat the publisher).
+        stay = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{stay}"
             f"persistence {'true' if persistence else 'false'}\npersistence_location {workdir}/\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
         )
