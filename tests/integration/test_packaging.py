@@ -217,8 +217,13 @@ def test_compose_store_is_a_named_volume_where_the_config_puts_the_db(compose: d
     assert str(config.policy.path) in mounts
     for source in mounts.values():
         assert source == "callwarden-store" or Path(source).is_file(), source
-    mosquitto_conf = mount_sources(compose["services"]["mosquitto"])["/mosquitto/config/mosquitto.conf"]
+    broker_mounts = mount_sources(compose["services"]["mosquitto"])
+    mosquitto_conf = broker_mounts["/mosquitto/config/mosquitto.conf"]
     assert Path(mosquitto_conf) == REPO / "config" / "mosquitto" / "mosquitto.conf"
+    # Subscribers' sessions survive a broker restart: persistence into a named volume.
+    settings = dict(line.split(" ", 1) for line in Path(mosquitto_conf).read_text().splitlines() if line[:1].isalpha())
+    assert (settings["persistence"], settings["persistence_location"]) == ("true", "/mosquitto/data/")
+    assert broker_mounts["/mosquitto/data"] == "mosquitto-data" and "mosquitto-data" in compose["volumes"]
 
 
 def test_compose_daemon_waits_for_healthy_dependencies(compose: dict[str, Any]) -> None:
