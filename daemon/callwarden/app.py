@@ -457,11 +457,8 @@ class Daemon:
         for ami_event in resync_events(self.tracker.channels, [item], tracked_before=()):
             self.on_ami_event(ami_event)
         adopted = self.tracker.channel_by_name(name)
-        if adopted is None:
-            return
-        if adopted.uniqueid == adopted.linkedid and not adopted.dialed and DIALED.fullmatch(item["DNID"]):
-            adopted.dialed = item["DNID"]  # the calling leg: what it dialed (routing, language)
-        log.info("channel_adopted", channel=name, uniqueid=adopted.uniqueid, linkedid=adopted.linkedid)
+        if adopted is not None:
+            log.info("channel_adopted", channel=name, uniqueid=adopted.uniqueid, linkedid=adopted.linkedid)
 
     async def _recover_dialed(self, channels: list[Channel]) -> int:
         """The number each newly found call dialed (routing and language depend on it).

@@ -117,7 +117,7 @@ class HotkeyUntracked:
     """A press the dialplan really sent (its token is right) from a channel the state does not
     know, or naming a bridge peer it does not know: the state is behind the PBX (events lost, or
     a Hangup forged in an unescaped caller ID number). Not acted on or refused yet: the daemon
-    re-reads the PBX's channels and then rechecks ``frame`` (:meth:`CallTracker.recheck_hotkey`)."""
+    asks Asterisk for the missing channel, then rechecks ``frame`` (:meth:`CallTracker.recheck_hotkey`)."""
 
     hotkey: str
     agent_channel: str
@@ -416,8 +416,8 @@ class CallTracker:
         which Asterisk does not escape) gets the press rejected, never redirected to another
         call. A whole event forged that way is stopped only by the token. The call acted on is
         the channel's own Linkedid, never the event's. (A press with the right token from a
-        channel not tracked becomes ``HotkeyUntracked`` in the event flow: the daemon catches up
-        with the PBX and rechecks it against this same rule.)
+        channel not tracked becomes ``HotkeyUntracked`` in the event flow: the daemon asks
+        Asterisk for the channel and rechecks the event against this same rule.)
         """
         channel, reason = self._check_hotkey(event)
         self._count(reason)

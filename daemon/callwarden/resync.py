@@ -51,7 +51,9 @@ def resync_events(
                     "Linkedid": item.get("Linkedid") or uniqueid,
                     "CallerIDNum": item.get("CallerIDNum", ""),
                     "CallerIDName": item.get("CallerIDName", ""),
-                    "Exten": "",  # the current extension, not the one dialed: unknown after a gap
+                    # What it dialed: a Status item knows (DNID); CoreShowChannels shows only the
+                    # current extension, so after a gap it is asked for (CALLERID(dnid)).
+                    "Exten": item.get("DNID", ""),
                 }
             )
         bridge = item.get("BridgeId", "")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from callwarden.records import CallbackReason
-from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
+from tests.audio import find_prompt, load_prompt, prompt_path
 from tests.integration.harness import DaemonProcess, LabPbx, ami_action, stored_audit, stored_callbacks
-from tests.sip.phone import PhoneCall, TestPhone, wait_until
+from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +46,6 @@ def connect(phone: Callable[..., TestPhone]) -> Iterator[Callable[..., Call]]:
     yield make
     for call in calls:
         call.caller.hangup()
-
-
-def heard(call: PhoneCall, name: str, lang: str = "en", timeout: float = 15) -> float:
-    """Wait until the phone has received the whole announcement ``name``; its offset in seconds."""
-    prompt = load_prompt(prompt_path(lang, name))
-    return float(wait_until(lambda: find_prompt(call.received_audio(), prompt), timeout, f"announcement {name}"))
-
-
-def audio_flows(sender: PhoneCall, receiver: PhoneCall) -> None:
-    start = len(receiver.received_audio()) / 16000
-    sender.send_tone(1000, 1.5)
-    wait_until(lambda: has_audio(receiver.received_audio(), start), 10, "audio from the other side")
 
 
 def decision(daemon: DaemonProcess, action: str) -> dict[str, object]:

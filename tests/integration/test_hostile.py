@@ -45,7 +45,7 @@ from bench.sipua import Dialog, UserAgent
 from callwarden.ami.framing import Frame, FrameDecoder, parse_frame
 from callwarden.calls import HOTKEY_USEREVENT
 from callwarden.records import CallbackReason
-from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
+from tests.audio import find_prompt, load_prompt, prompt_path
 from tests.integration.harness import (
     DaemonProcess,
     LabPbx,
@@ -55,7 +55,7 @@ from tests.integration.harness import (
     stored_audit,
     stored_callbacks,
 )
-from tests.sip.phone import PhoneCall, TestPhone, wait_until
+from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 from tests.tools.record_transcript import Recorder
 
 pytestmark = pytest.mark.integration
@@ -184,17 +184,6 @@ def connect(phone: Callable[..., TestPhone], caller: str, number: str, agent: st
 def channel_of(pbx: LabPbx, endpoint: str) -> str:
     (name,) = [c for c in pbx.channels() if c.startswith(f"PJSIP/{endpoint}-")]
     return name
-
-
-def audio_flows(sender: PhoneCall, receiver: PhoneCall) -> None:
-    start = len(receiver.received_audio()) / 16000
-    sender.send_tone(1000, 1.5)
-    wait_until(lambda: has_audio(receiver.received_audio(), start), 10, "audio from the other side")
-
-
-def heard(call: PhoneCall, name: str, timeout: float = 15, lang: str = "en") -> None:
-    prompt = load_prompt(prompt_path(lang, name))
-    wait_until(lambda: find_prompt(call.received_audio(), prompt) is not None, timeout, f"announcement {name}")
 
 
 def delivered_name(frames: list[Frame], channel: str) -> str:

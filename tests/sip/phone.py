@@ -29,6 +29,8 @@ from pyVoIP.VoIP import CallState, PhoneStatus, VoIPCall, VoIPPhone  # before py
 from pyVoIP import RTP  # isort: skip
 from pyVoIP import SIP as _SIP  # isort: skip
 
+from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
+
 SERVER = "127.0.0.1"
 SERVER_PORT = 15060
 EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
@@ -264,3 +266,22 @@ class TestPhone:
             return self._incoming.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError(f"{self.endpoint}: no incoming call within {timeout}s") from None
+
+
+def heard(call: PhoneCall, name: str, lang: str = "en", timeout: float = 15) -> float:
+    """Wait until the phone has received the whole announcement ``name`` (prompts/<lang>); where
+    it starts in the received audio, in seconds."""
+    prompt = load_prompt(prompt_path(lang, name))
+
+    def found() -> tuple[float] | None:  # a tuple: an offset of 0.0 is found too
+        offset = find_prompt(call.received_audio(), prompt)
+        return None if offset is None else (offset,)
+
+    return float(wait_until(found, timeout, f"announcement {name}")[0])
+
+
+def audio_flows(sender: PhoneCall, receiver: PhoneCall) -> None:
+    """A tone sent by one side arrives at the other."""
+    start = len(receiver.received_audio()) / 16000
+    sender.send_tone(1000, 1.5)
+    wait_until(lambda: has_audio(receiver.received_audio(), start), 10, "audio from the other side")

@@ -93,7 +93,7 @@ def test_a_status_reply_gives_the_channel_as_a_resync_item() -> None:
     for event in resync_events(tracker.channels, [item], tracked_before=()):
         tracker.handle(event)
     channel = tracker.channel_by_name("PJSIP/c-1")
-    assert channel is not None and (channel.number, channel.bridge) == ("+4930", "b1")
+    assert channel is not None and (channel.number, channel.bridge, channel.dialed) == ("+4930", "b1", "100")
 
 
 def test_a_status_reply_cut_short_or_for_another_channel_gives_nothing() -> None:
