@@ -10,11 +10,12 @@ import collections
 import datetime as dt
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import structlog
 
-from callwarden.ami.client import AmiClient, AmiError
+from callwarden.ami.client import AmiError
 from callwarden.ami.framing import Frame
 from callwarden.metrics import Metrics
 from callwarden.records import AuditRecord, Outcome
@@ -24,7 +25,7 @@ from callwarden.state.events import DomainEvent, Hotkey, HotkeyUntracked
 from callwarden.state.memory import memory_from_audit
 from callwarden.state.resync import resync_events, status_item
 from callwarden.state.tracker import CallTracker
-from callwarden.store import AsyncStore, StoreError
+from callwarden.store import StoreError
 
 log = structlog.get_logger("callwarden")
 
@@ -33,14 +34,23 @@ DIALED = re.compile(r"[0-9A-Za-z+*#]{1,40}")
 GETVAR_BATCH = 50  # Getvar actions in flight at once while the resync recovers dialed numbers
 
 
+class Ami(Protocol):
+    async def send_action(self, action: Mapping[str, str]) -> Any: ...
+
+
+class Store(Protocol):
+    async def list_audit_of(self, linkedids: list[str]) -> list[AuditRecord]: ...
+    async def list_audit(self, *, since: dt.datetime) -> list[AuditRecord]: ...
+
+
 class Recovery:
     def __init__(
         self,
         *,
-        ami: AmiClient,
+        ami: Ami,
         tracker: CallTracker,
         book: CallBook,
-        store: AsyncStore,
+        store: Store,
         metrics: Metrics,
         feed: Callable[[Frame], None],
         route: Callable[[DomainEvent], None],
