@@ -1,4 +1,4 @@
-"""In-process scenarios: the daemon's runtime parts, wired as runtime/daemon.py wires them, with a
+"""In-process scenarios: the daemon's call handling, wired by the daemon's own ``call_handling``, with a
 fake AMI (scripted replies, every action checked and recorded) and a real SQLite store in a
 temporary directory. No sockets, no PBX: what the flow decides and sends, step by step.
 """
@@ -14,11 +14,11 @@ from typing import Any
 
 from callwarden.ami.client import PreparedAction
 from callwarden.ami.framing import check_action
-from callwarden.effects.executor import Executor
 from callwarden.metrics import Metrics
 from callwarden.policy.rules import Policy, load_policy
 from callwarden.records import AuditRecord
 from callwarden.runtime.flow import CallFlow
+from callwarden.runtime.handling import call_handling
 from callwarden.runtime.recovery import Recovery
 from callwarden.runtime.tasks import TaskSet
 from callwarden.state.book import CallBook
@@ -137,30 +137,11 @@ async def scenario(tmp_path: Path, *, policy: Policy | None = None) -> AsyncIter
     store = await AsyncStore.open(str(tmp_path / "scenario.db"))
     ami = FakeAmi()
     tracker = CallTracker(hotkey_token=TOKEN, normalize_number=lambda n: n if n.startswith("+") else None)
-    book, tasks, metrics = CallBook(), TaskSet(), Metrics()
-    executor = Executor(ami=ami, store=store, is_current=tracker.is_current)
-    holder: dict[str, CallFlow] = {}
-    recovery = Recovery(
-        ami=ami,
-        tracker=tracker,
-        book=book,
-        store=store,
-        metrics=metrics,
-        feed=lambda frame: holder["flow"].feed(frame),
-        route=lambda event: holder["flow"].route(event),
+    metrics = Metrics()
+    parts = call_handling(
+        ami=ami, store=store, tracker=tracker, metrics=metrics, policy=lambda: policy, country_code="49"
     )
-    flow = CallFlow(
-        tracker=tracker,
-        book=book,
-        executor=executor,
-        store=store,
-        tasks=tasks,
-        metrics=metrics,
-        policy=lambda: policy,
-        country_code="49",
-        recover_press=recovery.recover_press,
-    )
-    holder["flow"] = flow
+    book, tasks, flow, recovery = parts.book, parts.tasks, parts.flow, parts.recovery
     try:
         async with asyncio.TaskGroup() as group:
             tasks.attach(group)

@@ -19,7 +19,6 @@ import structlog
 
 from callwarden.ami.client import AmiClient, AmiError, AmiLoginRefusedError
 from callwarden.config import Config, ConfigError
-from callwarden.effects.executor import Executor
 from callwarden.effects.mqtt import Publisher
 from callwarden.effects.outbox_events import Outbox
 from callwarden.exit_codes import ExitCode
@@ -27,11 +26,8 @@ from callwarden.metrics import HttpServer, Metrics
 from callwarden.numbers import to_e164
 from callwarden.policy.commands import SetVar
 from callwarden.policy.rules import Policy, load_configured_policy
-from callwarden.runtime.flow import CallFlow
-from callwarden.runtime.recovery import Recovery
-from callwarden.runtime.tasks import TaskSet
+from callwarden.runtime.handling import call_handling
 from callwarden.runtime.upkeep import Upkeep
-from callwarden.state.book import CallBook
 from callwarden.state.tracker import CallTracker
 from callwarden.store import AsyncStore, StoreError
 from callwarden.store.engine import describe_location
@@ -55,8 +51,6 @@ class Daemon:
         self.tracker = CallTracker(
             hotkey_token=self.hotkey_token, normalize_number=functools.partial(to_e164, country_code=country)
         )
-        self.book = CallBook()
-        self.tasks = TaskSet()
         self.metrics = Metrics()
         self.publisher = Publisher(config=config.mqtt, store=store) if config.mqtt.enabled else None
         outbox = Outbox(site=config.mqtt.site, wake=self.publisher.notify) if self.publisher else None
@@ -66,27 +60,17 @@ class Daemon:
             on_login=self.on_login,
             read_events=self.tracker.subscribed,  # what the flow reads: the rest is dropped unparsed
         )
-        self.executor = Executor(ami=self.ami, store=store, outbox=outbox, is_current=self.tracker.is_current)
-        self.recovery = Recovery(
+        parts = call_handling(
             ami=self.ami,
-            tracker=self.tracker,
-            book=self.book,
             store=store,
-            metrics=self.metrics,
-            feed=lambda frame: self.flow.feed(frame),  # noqa: PLW0108 (likewise)
-            route=lambda event: self.flow.route(event),  # noqa: PLW0108 (likewise)
-        )
-        self.flow = CallFlow(
             tracker=self.tracker,
-            book=self.book,
-            executor=self.executor,
-            store=store,
-            tasks=self.tasks,
             metrics=self.metrics,
             policy=lambda: self.policy,
             country_code=country,
-            recover_press=self.recovery.recover_press,
+            outbox=outbox,
         )
+        self.book, self.tasks, self.executor = parts.book, parts.tasks, parts.executor
+        self.recovery, self.flow = parts.recovery, parts.flow
         http = config.http
         self.http = HttpServer(host=http.host, port=http.port, metrics=self.metrics) if http.enabled else None
         self.upkeep = Upkeep(

@@ -52,18 +52,20 @@ class Recovery:
         book: CallBook,
         store: Store,
         metrics: Metrics,
-        feed: Callable[[Frame], None],
-        route: Callable[[DomainEvent], None],
     ) -> None:
-        """``feed``: where AMI-shaped events go (the flow's entry); ``route``: where held domain
-        events go once their call's memory is back."""
         self._ami = ami
         self._tracker = tracker
         self._book = book
         self._store = store
         self._metrics = metrics
-        self._feed = feed
-        self._route = route
+        # Until attach(): the state alone (nothing decided on what it finds).
+        self._feed: Callable[[Frame], object] = tracker.handle
+        self._route: Callable[[DomainEvent], object] = lambda _event: None
+
+    def attach(self, *, feed: Callable[[Frame], None], route: Callable[[DomainEvent], None]) -> None:
+        """``feed``: where the AMI-shaped events it makes go (the flow's entry); ``route``: where
+        the domain events held during a restore go once their call's memory is back."""
+        self._feed, self._route = feed, route
 
     async def resync(self) -> None:
         before = set(self._tracker.channels)
