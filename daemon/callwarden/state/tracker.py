@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from callwarden.ami.framing import TAMPERED_HEADER
-from callwarden.state.channels import Call, Channel, caller_id_value, endpoint_of, is_local, plausible_channel
+from callwarden.state.channels import Call, Channel, caller_id_value, is_local
 from callwarden.state.events import (
     HOTKEY_USEREVENT,
-    MAX_CHANNEL_NAME,
-    MAX_REPORTED_NAME,
     MAX_TYPED_DIGITS,
     NUMBER_USEREVENT,
     STEP_USEREVENT,
@@ -29,16 +27,12 @@ from callwarden.state.events import (
     DomainEvent,
     FrameTampered,
     HandoverUnanswered,
-    Hotkey,
-    HotkeyPressed,
-    HotkeyRejected,
     HotkeyRejection,
-    HotkeyUntracked,
     StepReported,
-    UnknownHotkey,
     printable,
 )
-from callwarden.state.trust import AGENT_LEG, LEG_HEADER, HotkeyTrust
+from callwarden.state.presses import PressReader
+from callwarden.state.trust import HotkeyTrust
 
 
 class CallTracker:
@@ -64,8 +58,7 @@ class CallTracker:
         self.calls: dict[str, Call] = {}
         self.channels: dict[str, Channel] = {}  # by Uniqueid
         self._by_name: dict[str, str] = {}  # channel name -> Uniqueid
-        # Hotkey events not acted on, by reason (a handful of keys: bounded; for metrics).
-        self.rejected: dict[HotkeyRejection, int] = dict.fromkeys(HotkeyRejection, 0)
+        self._presses = PressReader(self.trust, self)
         self.tampered = 0  # frames that repeated an identity header (injected by a caller)
         self._hangups_seen: set[str] | None = None  # while a resync's snapshot is on the way
         self._routes: dict[str, Callable[[AmiEvent], list[DomainEvent]]] = {
@@ -197,86 +190,21 @@ class CallTracker:
             return [CallbackNumberEntered(linkedid, channel, digits)]
         return []
 
-    # -- hotkeys -------------------------------------------------------------------------------
+    # -- hotkeys (state/presses.py) ----------------------------------------------------------
+
+    def _on_hotkey(self, event: AmiEvent) -> list[DomainEvent]:
+        return self._presses.read(event)
 
     def recheck_hotkey(self, event: AmiEvent) -> list[DomainEvent]:
         """A ``HotkeyUntracked`` press again, once the state has caught up: pressed, or
         refused for good (no second ``HotkeyUntracked``)."""
-        return self._on_hotkey(event, recheck=True)
-
-    def _on_hotkey(self, event: AmiEvent, *, recheck: bool = False) -> list[DomainEvent]:
-        agent_channel = event.get("Channel", "")
-        name = event.get("Hotkey", "")
-        try:
-            hotkey = Hotkey(name)
-        except ValueError:
-            # Reported (a dialplan typo shows up in the log), never acted on.
-            linkedid = event.get("Linkedid") or event.get("Uniqueid", "")
-            return [
-                UnknownHotkey(
-                    name=printable(name, MAX_REPORTED_NAME),
-                    agent_channel=printable(agent_channel, MAX_CHANNEL_NAME),
-                    linkedid=printable(linkedid, MAX_CHANNEL_NAME),
-                )
-            ]
-        agent, reason = self.trust.check(event, self.channel_by_name)
-        peer = event.get("BridgePeer", "")
-        if reason is HotkeyRejection.UNTRACKED_CHANNEL and not recheck and self.trust.token_matches(event):
-            if event.get(LEG_HEADER, "") != AGENT_LEG:
-                return [self._rejected(HotkeyRejection.NOT_AGENT_LEG, hotkey, event)]
-            missing = (agent_channel, peer) if self.trust.unknown_peer(peer, self.channel_by_name) else (agent_channel,)
-            return [self._untracked(hotkey, agent_channel, missing, event)]
-        if agent is None:
-            assert reason is not None
-            return [self._rejected(reason, hotkey, event)]
-        if not recheck and self.trust.has_token and self.trust.unknown_peer(peer, self.channel_by_name):
-            return [self._untracked(hotkey, agent.name, (peer,), event)]  # the token matched: trusted
-        caller = self._caller_for(agent, peer if plausible_channel(peer) else "")
-        return [
-            HotkeyPressed(
-                hotkey=hotkey,
-                linkedid=agent.linkedid,
-                agent_channel=agent.name,
-                agent_endpoint=endpoint_of(agent.name),
-                caller_channel=caller.name if caller else None,
-                caller_number=(caller.number or None) if caller else None,
-                caller_name=(caller.caller_name or None) if caller else None,
-                agent_uniqueid=agent.uniqueid,
-                caller_uniqueid=caller.uniqueid if caller else "",
-            )
-        ]
-
-    def _rejected(self, reason: HotkeyRejection, hotkey: Hotkey, event: AmiEvent) -> HotkeyRejected:
-        self.rejected[reason] += 1
-        return HotkeyRejected(
-            reason=reason,
-            hotkey=hotkey.value,
-            agent_channel=printable(event.get("Channel", ""), MAX_CHANNEL_NAME),
-            linkedid=printable(event.get("Linkedid", ""), MAX_CHANNEL_NAME),
-        )
+        return self._presses.read(event, recheck=True)
 
     def trusted_agent(self, event: AmiEvent) -> Channel | None:
-        """The live agent channel a CallwardenHotkey event is bound to, or None (counted).
-        (A press with the right token from a channel not tracked becomes ``HotkeyUntracked`` in
-        the event flow: the daemon asks Asterisk for the channel and rechecks the event.)"""
-        channel, reason = self.trust.check(event, self.channel_by_name)
-        if reason is not None:
-            self.rejected[reason] += 1
-        return channel
+        """The live agent channel a CallwardenHotkey event is bound to, or None (counted)."""
+        return self._presses.trusted_agent(event)
 
-    @staticmethod
-    def _untracked(hotkey: Hotkey, agent_channel: str, missing: tuple[str, ...], event: AmiEvent) -> HotkeyUntracked:
-        linkedid = printable(event.get("Linkedid", ""), MAX_CHANNEL_NAME)
-        return HotkeyUntracked(hotkey.value, agent_channel, missing, linkedid, event)
-
-    def _caller_for(self, agent: Channel, peer: str) -> Channel | None:
-        """The agent's other party: the bridge peer, else the channel that started the call."""
-        if peer and not is_local(peer):
-            found = self.channel_by_name(peer)
-            if found is not None:
-                return found
-            return Channel(name=peer, uniqueid="", linkedid=agent.linkedid, number="", caller_name="")
-        origin = self.channels.get(agent.linkedid)
-        if origin is None or origin.uniqueid == agent.uniqueid or origin.name == agent.name:
-            return None
-        return origin
+    @property
+    def rejected(self) -> dict[HotkeyRejection, int]:
+        """Hotkey events not acted on, by reason (a handful of keys: bounded; for metrics)."""
+        return self._presses.rejected
