@@ -23,7 +23,7 @@ daemon's own stream: the dialplan's token (set by the daemon after each login) i
 (docs/reliability.md). 198 and 199 forge a Hangup of the bystander's agent or caller channel:
 the daemon forgets it, and the agent's next (genuine) press makes it re-read the PBX's
 channels. The last tests inject hotkey events through the AMI ``UserEvent`` action (the trust
-rule of callwarden.calls: bound to a live agent channel by its Uniqueid).
+rule of callwarden.state.trust: bound to a live agent channel by its Uniqueid).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from bench import sipua
 from bench.sipua import Dialog, UserAgent
 
 from callwarden.ami.framing import Frame, FrameDecoder, parse_frame
-from callwarden.calls import HOTKEY_USEREVENT
 from callwarden.records import CallbackReason
+from callwarden.state.events import HOTKEY_USEREVENT
 from tests.audio import find_prompt, load_prompt, prompt_path
 from tests.integration.harness import (
     DaemonProcess,

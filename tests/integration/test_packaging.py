@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from callwarden.app import ExitCode
 from callwarden.config import load_config
+from callwarden.exit_codes import ExitCode
 from tests.integration.harness import REPO
 
 pytestmark = pytest.mark.integration
