@@ -183,6 +183,23 @@ class PbxConfig(_Model):
         return self
 
 
+class HaConfig(_Model):
+    """Active/standby: two nodes for one PBX share a PostgreSQL lease per site (``mqtt.site``)."""
+
+    enabled: bool = False
+    # This node's name (in logs, /healthz and the lease row): unique per node of a site.
+    node: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    # The takeover bound: a standby acts within this many seconds of the active dying or being
+    # cut from the database; the active stops acting before that (docs/operations.md).
+    lease_seconds: float = Field(default=3.0, ge=1.0, le=60.0)
+
+    @model_validator(mode="after")
+    def _node_named(self) -> HaConfig:
+        if self.enabled and not self.node:
+            raise ValueError("node: required when enabled (a name unique among the site's nodes)")
+        return self
+
+
 class Config(_Model):
     ami: AmiConfig = AmiConfig()
     log: LogConfig = LogConfig()
@@ -192,6 +209,17 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     http: HttpConfig = HttpConfig()
     pbx: PbxConfig = PbxConfig()
+    ha: HaConfig = HaConfig()
+
+    @model_validator(mode="after")
+    def _ha_needs(self) -> Config:
+        if not self.ha.enabled:
+            return self
+        if not self.store.path.startswith(("postgresql://", "postgresql+")):
+            raise ValueError("ha.enabled: needs a PostgreSQL store (store.path = postgresql+psycopg://...)")
+        if self.ami.hotkey_token is None:
+            raise ValueError("ha.enabled: needs ami.hotkey_token, the same on every node of the site")
+        return self
 
 
 SECRET_KEYS = frozenset({"secret", "password"})

@@ -60,6 +60,8 @@ class Metrics:
         self.outbox_depth = Gauge("callwarden_outbox_depth", "Events waiting to be published", registry=r)
         self.tracked_calls = Gauge("callwarden_tracked_calls", "Calls the daemon tracks", registry=r)
         self.tasks = Gauge("callwarden_asyncio_tasks", "asyncio tasks alive (leak check)", registry=r)
+        self.ha_active = Gauge("callwarden_ha_active", "1 while this node is the active one (ha), else 0", registry=r)
+        self.ha_generation = Gauge("callwarden_ha_generation", "Fencing generation of the last term", registry=r)
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, ...
 
 
@@ -70,6 +72,9 @@ class Health:
     mqtt: str = "disabled"  # connected | disconnected | disabled
     outbox_depth: int = 0
     max_outbox_depth: int = 1000
+    role: str = "active"  # active | standby (ha); a standby is healthy too
+    node: str = ""
+    generation: int | None = None
 
     @property
     def ok(self) -> bool:

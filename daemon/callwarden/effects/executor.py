@@ -63,14 +63,19 @@ class Executor:
         outbox: Outbox | None = None,
         is_current: ChannelIsCurrent | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         """``outbox``: the decisions' MQTT events go into the store with them (None: no MQTT).
-        ``is_current``: a command's channel must still be the one decided on (None: unchecked)."""
+        ``is_current``: a command's channel must still be the one decided on (None: unchecked).
+        ``may_act``: this node is the active one (ha): checked before the commit and again
+        before every AMI action, so a node whose lease ran out meanwhile (or that was
+        stopped) neither records nor sends."""
         self._ami = ami
         self._store = store
         self._outbox = outbox
         self._is_current = is_current
         self._clock = clock
+        self._may_act = may_act
 
     def start(self, decision: Decision, *, started: float | None = None) -> Coroutine[Any, Any, bool]:
         """Hand the decision's records to the store now; the coroutine returned acts on them.
@@ -78,6 +83,8 @@ class Executor:
         The actions are checked and encoded first, then the commit starts at once on the
         store's thread (not when a task gets to run): once it is done, only the writes are left.
         """
+        if not self._may_act():
+            return self._not_acting(decision)
         callbacks = [c.callback for c in decision.commands if isinstance(c, StoreCallback)]
         incidents = [c.incident for c in decision.commands if isinstance(c, StoreIncident)]
         events = self._outbox.events_of(decision) if self._outbox is not None else None
@@ -92,6 +99,11 @@ class Executor:
     async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
         """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
         return await self.start(decision, started=started)
+
+    @staticmethod
+    async def _not_acting(decision: Decision) -> bool:
+        log.warning("standby_not_acting", action=decision.action, linkedid=decision.audit.linkedid, phase="commit")
+        return False
 
     async def _act(
         self,
@@ -153,6 +165,9 @@ class Executor:
     async def send_prepared(self, actions: Sequence[Mapping[str, str]]) -> str | None:
         """Send prepared actions in order; stop at the first failure and say what failed."""
         for action in actions:
+            if not self._may_act():
+                log.warning("standby_not_acting", action=action["Action"], phase="send")
+                return f"{action['Action']}: not sent: this node is standby (its lease ran out)"
             try:
                 reply = await self._ami.send_action(action)
             except (AmiError, TimeoutError, OSError) as exc:

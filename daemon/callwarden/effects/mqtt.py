@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiomqtt
 import structlog
@@ -29,8 +29,28 @@ BATCH = 100
 IDLE_RECHECK = 5.0  # seconds: poll the outbox even without a wake-up (another node may write)
 
 
+FENCE_CHECK = 0.1  # seconds between role checks while publishing (ha)
+
+
+class _Standby(Exception):
+    """This node is no longer the active one: leave the broker to the new one."""
+
+
 class Publisher:
-    def __init__(self, *, config: MqttConfig, store: AsyncStore) -> None:
+    def __init__(
+        self,
+        *,
+        config: MqttConfig,
+        store: AsyncStore,
+        node: str = "",
+        is_active: Callable[[], bool] = lambda: True,
+        wait_active: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``node`` (ha): part of the default client id, so the site's two nodes differ.
+        ``is_active``/``wait_active`` (ha): only the active node connects and publishes."""
+        self._node = node
+        self._is_active = is_active
+        self._wait_active = wait_active
         self._config = config
         self._store = store
         self._wake = asyncio.Event()
@@ -56,7 +76,7 @@ class Publisher:
             port=config.port,
             username=config.username,
             password=config.password.get_secret_value() if config.password else None,
-            identifier=config.client_id or f"callwarden-{config.site}",
+            identifier=config.client_id or f"callwarden-{config.site}" + (f"-{self._node}" if self._node else ""),
             keepalive=config.keepalive,
             tls_context=tls,
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
@@ -76,6 +96,8 @@ class Publisher:
     async def run(self) -> None:
         attempt = 0
         while True:
+            if self._wait_active is not None:
+                await self._wait_active()
             try:
                 async with self._session() as client:
                     await client.publish(self.status_topic, b"online", qos=1, retain=True)
@@ -85,13 +107,25 @@ class Publisher:
                     async with asyncio.TaskGroup() as session:
                         session.create_task(self._drain(client), name="mqtt-drain")
                         session.create_task(self._watch(client), name="mqtt-watch")
+                        if self._wait_active is not None:
+                            session.create_task(self._fence(), name="mqtt-fence")
+            except* _Standby:
+                log.info("mqtt_left_to_the_active_node")  # reconnects once active again
+                attempt = 0
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt_disconnected", error=str(group.exceptions[0]), attempt=attempt)
             except* StoreError as group:  # events stay in the outbox; try again after a pause
                 log.error("mqtt_outbox_unreadable", error=str(group.exceptions[0]), attempt=attempt)
+            if not self._is_active():
+                continue
             delay = reconnect_delay(attempt, self._config.reconnect_min, self._config.reconnect_max)
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def _fence(self) -> None:
+        while self._is_active():  # noqa: ASYNC110 (the role is a deadline on a clock, not an event)
+            await asyncio.sleep(FENCE_CHECK)
+        raise _Standby
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:
@@ -108,6 +142,8 @@ class Publisher:
                     await asyncio.wait_for(self._wake.wait(), IDLE_RECHECK)
                 continue
             for event in batch:
+                if not self._is_active():
+                    raise _Standby
                 await client.publish(self._config.topic(event.topic), event.payload.encode(), qos=1)
             # Acknowledged by the broker (PUBACK): only now are they marked. A crash before this
             # line republishes the batch; consumers deduplicate by event id.

@@ -14,6 +14,7 @@ import functools
 import gc
 import secrets
 import signal
+from collections.abc import Awaitable
 
 import structlog
 
@@ -26,6 +27,7 @@ from callwarden.metrics import HttpServer, Metrics
 from callwarden.numbers import to_e164
 from callwarden.policy.commands import SetVar
 from callwarden.policy.rules import Policy, load_configured_policy
+from callwarden.runtime.ha import AlwaysActive, Role
 from callwarden.runtime.handling import call_handling
 from callwarden.runtime.upkeep import Upkeep
 from callwarden.state.tracker import CallTracker
@@ -52,7 +54,25 @@ class Daemon:
             hotkey_token=self.hotkey_token, normalize_number=functools.partial(to_e164, country_code=country)
         )
         self.metrics = Metrics()
-        self.publisher = Publisher(config=config.mqtt, store=store) if config.mqtt.enabled else None
+        self.role: Role | AlwaysActive = AlwaysActive()
+        if config.ha.enabled:
+            self.role = Role(
+                config=config.ha,
+                store_url=config.store.path,
+                site=config.mqtt.site,
+                metrics=self.metrics,
+                take_over=self.take_over,
+            )
+        self.publisher = None
+        if config.mqtt.enabled:
+            ha = config.ha.enabled
+            self.publisher = Publisher(
+                config=config.mqtt,
+                store=store,
+                node=config.ha.node if ha else "",
+                is_active=self.role.is_active,
+                wait_active=self.role.wait_active if ha else None,
+            )
         outbox = Outbox(site=config.mqtt.site, wake=self.publisher.notify) if self.publisher else None
         self.ami = AmiClient(
             config=config.ami,
@@ -68,6 +88,7 @@ class Daemon:
             policy=lambda: self.policy,
             country_code=country,
             outbox=outbox,
+            may_act=self.role.is_active,
         )
         self.book, self.tasks, self.executor = parts.book, parts.tasks, parts.executor
         self.recovery, self.flow = parts.recovery, parts.flow
@@ -83,17 +104,44 @@ class Daemon:
             metrics=self.metrics,
             publisher=self.publisher,
             http=self.http,
+            role=self.role,
         )
         self.stop_requested = asyncio.Event()
 
     async def on_login(self) -> None:
-        """After every login: the hotkey token for the dialplan, the calls, their memory, the flags."""
+        """After every login: the hotkey token for the dialplan, the calls, their memory, the
+        flags. A standby only follows the calls (a read); it takes the rest over with its term."""
+        if not self.role.is_active():
+            await self.recovery.resync()
+            return
+        await self._after_login()
+
+    async def _after_login(self) -> None:
         error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
         if error:
             log.error("hotkey_token_not_set", error=error)
         await self.recovery.resync()
         await self.recovery.restore_memory()
         await self.upkeep.sync_flags()
+
+    def take_over(self) -> None:
+        """A new term as the active node (ha): forget what was kept while standby, hold the
+        calls' events from this very step until their memory is read back from the audit trail
+        (the old active's warnings count), then the token, the ends and the flags."""
+        self.book.reset()
+        if not self.ami.logged_in.is_set():
+            return  # the next login does it all
+        restoring = self.recovery.begin_restore_memory()
+        self.tasks.spawn(self._take_over(restoring), "takeover")
+
+    async def _take_over(self, restoring: Awaitable[None]) -> None:
+        await restoring
+        await self.recovery.restore_ends()
+        error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
+        if error:
+            log.error("hotkey_token_not_set", error=error)
+        await self.upkeep.sync_flags()
+        log.info("ha_taken_over", node=self.role.node, generation=self.role.generation, calls=len(self.tracker.calls))
 
     def reload_policy(self) -> None:
         try:
@@ -123,7 +171,8 @@ class Daemon:
         code = ExitCode.OK
         if self.http is not None:
             self.http.start()
-        await self.recovery.restore_ends()
+        if self.role.is_active():  # a standby reads them when its term starts
+            await self.recovery.restore_ends()
         # Start-up objects (modules, config, policy) never die: keep them out of every future
         # full collection, which would otherwise scan them on the hotkey's path.
         gc.collect()
@@ -131,6 +180,8 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as group:
                 self.tasks.attach(group)
+                if isinstance(self.role, Role):
+                    group.create_task(self.role.run(), name="lease")
                 group.create_task(self.ami.run(), name="ami")
                 group.create_task(self.upkeep.purge_daily(), name="purge")
                 group.create_task(self.upkeep.watch_health(), name="health")
@@ -160,6 +211,8 @@ class Daemon:
         await self.stop_requested.wait()
         log.info("shutdown", inflight=len(self.tasks))
         await self.tasks.drain(INFLIGHT_GRACE)  # actions under way finish (bounded); the rest is cancelled
+        if isinstance(self.role, Role):
+            await self.role.release()  # the standby need not wait for the lease to lapse
         try:
             async with asyncio.timeout(SHUTDOWN_GRACE):
                 if self.publisher is not None:

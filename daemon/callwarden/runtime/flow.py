@@ -72,7 +72,9 @@ class CallFlow:
         policy: Callable[[], Policy],
         country_code: str,
         recover_press: RecoverPress,
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``may_act``: this node is the active one (ha; a cached check, no round trip)."""
         self.tracker = tracker
         self.book = book
         self._executor = executor
@@ -82,6 +84,7 @@ class CallFlow:
         self._policy = policy
         self._country_code = country_code
         self._recover_press = recover_press
+        self._may_act = may_act
         self._routes: dict[type, Callable[[Any], None]] = {
             HotkeyPressed: self.on_hotkey,
             HotkeyRejected: self.on_hotkey_rejected,
@@ -101,6 +104,10 @@ class CallFlow:
             self.route(event)
 
     def route(self, event: DomainEvent) -> None:
+        if not self._may_act():  # standby: the state above is kept warm, nothing is decided
+            if isinstance(event, HotkeyPressed | HotkeyUntracked | HotkeyRejected):
+                log.info("standby_not_acting", kind=type(event).__name__, linkedid=getattr(event, "linkedid", None))
+            return
         if self.book.hold(event):  # decided once the call's memory is back (Recovery.restore_memory)
             log.info("call_event_held", kind=type(event).__name__, linkedid=getattr(event, "linkedid", None))
             return

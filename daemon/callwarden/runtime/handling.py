@@ -50,9 +50,11 @@ def call_handling(
     policy: Callable[[], Policy],
     country_code: str,
     outbox: Outbox | None = None,
+    may_act: Callable[[], bool] = lambda: True,
 ) -> CallHandling:
+    """``may_act``: this node is the active one (ha); the flow and the executor check it."""
     book, tasks = CallBook(), TaskSet()
-    executor = Executor(ami=ami, store=store, outbox=outbox, is_current=tracker.is_current)
+    executor = Executor(ami=ami, store=store, outbox=outbox, is_current=tracker.is_current, may_act=may_act)
     recovery = Recovery(ami=ami, tracker=tracker, book=book, store=store, metrics=metrics)
     flow = CallFlow(
         tracker=tracker,
@@ -64,6 +66,7 @@ def call_handling(
         policy=policy,
         country_code=country_code,
         recover_press=recovery.recover_press,
+        may_act=may_act,
     )
     recovery.attach(feed=flow.feed, route=flow.route)
     return CallHandling(tracker, book, tasks, executor, recovery, flow)

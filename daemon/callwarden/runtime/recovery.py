@@ -10,7 +10,7 @@ import collections
 import datetime as dt
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -172,8 +172,16 @@ class Recovery:
         follow-up, a hangup) wait, in order, and are decided once it is back (or the store
         failed): a press in the milliseconds after a login counts the warnings given before.
         """
+        await self.begin_restore_memory(calls)
+
+    def begin_restore_memory(self, calls: Iterable[str] | None = None) -> Coroutine[Any, Any, None]:
+        """:meth:`restore_memory`, its calls' events held from now on (not from when the
+        coroutine returned first runs): a takeover starts it in the same step as its term."""
         tracked = self._tracker.calls
         unknown = self._book.begin_restore(tracked if calls is None else [c for c in calls if c in tracked])
+        return self._finish_restore(unknown)
+
+    async def _finish_restore(self, unknown: list[str]) -> None:
         if not unknown:
             return
         try:

@@ -17,6 +17,7 @@ from callwarden.effects.mqtt import Publisher
 from callwarden.metrics import Health, HttpServer, Metrics
 from callwarden.policy.repeat_callers import sync_commands
 from callwarden.policy.rules import Policy
+from callwarden.runtime.ha import AlwaysActive, Role
 from callwarden.state.tracker import CallTracker
 from callwarden.store import AsyncStore, StoreError, outbox
 
@@ -40,7 +41,10 @@ class Upkeep:
         metrics: Metrics,
         publisher: Publisher | None,
         http: HttpServer | None,
+        role: Role | AlwaysActive | None = None,
     ) -> None:
+        """``role`` (ha): only the active node purges; /healthz and the gauges show the role."""
+        self._role = role or AlwaysActive()
         self._config = config
         self._policy = policy
         self._store = store
@@ -78,6 +82,7 @@ class Upkeep:
 
     async def purge_daily(self) -> None:
         while True:
+            await self._role.wait_active()  # one node of the site purges: the active one
             try:
                 await self.purge()
                 await self._store.run(lambda store: outbox.purge_published(store, dt.datetime.now(dt.UTC)))
@@ -120,5 +125,8 @@ class Upkeep:
                     mqtt=mqtt,
                     outbox_depth=depth,
                     max_outbox_depth=self._config.http.max_outbox_depth,
+                    role="active" if self._role.is_active() else "standby",
+                    node=self._role.node,
+                    generation=self._role.generation,
                 )
             await asyncio.sleep(HEALTH_INTERVAL)

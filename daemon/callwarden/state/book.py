@@ -61,6 +61,13 @@ class CallBook:
         self._memory.pop(linkedid, None)
         self._press_times.pop(linkedid, None)
 
+    def reset(self) -> None:
+        """A new term as the active node: what this node kept while standby is stale (the
+        other node decided meanwhile); it is read back from the audit trail."""
+        self._memory.clear()
+        self._press_times.clear()
+        self.ends = EndsWindow()
+
     def __len__(self) -> int:
         return len(self._memory)
 

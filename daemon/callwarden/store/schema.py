@@ -138,3 +138,15 @@ outbox = sa.Table(
     sa.Index(None, "published", "id"),
     sqlite_autoincrement=True,
 )
+
+# Active/standby (ha.enabled, PostgreSQL only): one row per site, written by
+# ``callwarden.store.lease`` on the database's clock. ``generation`` (the fencing generation)
+# grows by one with every new term, whoever holds it.
+ha_lease = sa.Table(
+    "ha_lease",
+    metadata,
+    sa.Column("site", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),  # node name / process instance
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
