@@ -196,7 +196,7 @@ class HaConfig(_Model):
     @model_validator(mode="after")
     def _node_named(self) -> HaConfig:
         if self.enabled and not self.node:
-            raise ValueError("node: required when enabled (a name unique among the site's nodes)")
+            raise ValueError("ha.node: required when ha.enabled (a name unique among the site's nodes)")
         return self
 
 

@@ -18,7 +18,7 @@ from callwarden.metrics import Metrics
 from callwarden.policy.rules import Policy, load_policy
 from callwarden.records import AuditRecord
 from callwarden.runtime.flow import CallFlow
-from callwarden.runtime.handling import call_handling
+from callwarden.runtime.handling import CallHandling, call_handling
 from callwarden.runtime.recovery import Recovery
 from callwarden.runtime.tasks import TaskSet
 from callwarden.state.book import CallBook
@@ -61,6 +61,7 @@ class Scenario:
     flow: CallFlow
     recovery: Recovery
     policy: Policy
+    handling: CallHandling
     _uniqueids: dict[str, str] = field(default_factory=dict)
 
     # -- what Asterisk would send ---------------------------------------------------------------
@@ -132,20 +133,29 @@ class Scenario:
 
 
 @contextlib.asynccontextmanager
-async def scenario(tmp_path: Path, *, policy: Policy | None = None) -> AsyncIterator[Scenario]:
+async def scenario(
+    tmp_path: Path, *, policy: Policy | None = None, may_act: Callable[[], bool] = lambda: True
+) -> AsyncIterator[Scenario]:
+    """``may_act``: the node's role (ha); two scenarios on one ``tmp_path`` share the store."""
     policy = policy or load_policy(REPO / "config" / "policy.toml")
     store = await AsyncStore.open(str(tmp_path / "scenario.db"))
     ami = FakeAmi()
     tracker = CallTracker(hotkey_token=TOKEN, normalize_number=lambda n: n if n.startswith("+") else None)
     metrics = Metrics()
     parts = call_handling(
-        ami=ami, store=store, tracker=tracker, metrics=metrics, policy=lambda: policy, country_code="49"
+        ami=ami,
+        store=store,
+        tracker=tracker,
+        metrics=metrics,
+        policy=lambda: policy,
+        country_code="49",
+        may_act=may_act,
     )
     book, tasks, flow, recovery = parts.book, parts.tasks, parts.flow, parts.recovery
     try:
         async with asyncio.TaskGroup() as group:
             tasks.attach(group)
-            yield Scenario(ami, store, tracker, book, tasks, metrics, flow, recovery, policy)
+            yield Scenario(ami, store, tracker, book, tasks, metrics, flow, recovery, policy, parts)
             await tasks.drain(5)
             tasks.attach(None)
     finally:

@@ -90,6 +90,7 @@ class Daemon:
             outbox=outbox,
             may_act=self.role.is_active,
         )
+        self.handling = parts
         self.book, self.tasks, self.executor = parts.book, parts.tasks, parts.executor
         self.recovery, self.flow = parts.recovery, parts.flow
         http = config.http
@@ -128,15 +129,12 @@ class Daemon:
         """A new term as the active node (ha): forget what was kept while standby, hold the
         calls' events from this very step until their memory is read back from the audit trail
         (the old active's warnings count), then the token, the ends and the flags."""
-        self.book.reset()
-        if not self.ami.logged_in.is_set():
-            return  # the next login does it all
-        restoring = self.recovery.begin_restore_memory()
-        self.tasks.spawn(self._take_over(restoring), "takeover")
+        self.tasks.spawn(self._take_over(self.handling.begin_term()), "takeover")
 
     async def _take_over(self, restoring: Awaitable[None]) -> None:
         await restoring
-        await self.recovery.restore_ends()
+        if not self.ami.logged_in.is_set():
+            return  # the next login does the rest
         error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
         if error:
             log.error("hotkey_token_not_set", error=error)

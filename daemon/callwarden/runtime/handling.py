@@ -4,9 +4,9 @@ flow and its recovery. The daemon builds them here, and so do the in-process sce
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from callwarden.effects.executor import Ami as ExecutorAmi
 from callwarden.effects.executor import Executor
@@ -39,6 +39,20 @@ class CallHandling:
     executor: Executor
     recovery: Recovery
     flow: CallFlow
+
+    def begin_term(self) -> Coroutine[Any, Any, None]:
+        """A new term as the active node (ha), called in the same step as the lease's grant:
+        what was kept while standby is dropped (the other node decided meanwhile), the calls'
+        events are held from now on, and the coroutine returned reads their memory and the
+        agents' ends back from the audit trail (a warning the old active gave counts)."""
+        self.book.reset()
+        restoring = self.recovery.begin_restore_memory()
+
+        async def restore() -> None:
+            await restoring
+            await self.recovery.restore_ends()
+
+        return restore()
 
 
 def call_handling(
