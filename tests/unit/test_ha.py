@@ -19,7 +19,7 @@ TIMING = Timing(3.0)
 
 def test_timing_stops_the_active_before_the_database_frees_the_lease_within_the_bound() -> None:
     assert TIMING.validity < TIMING.ttl < TIMING.bound
-    assert TIMING.ttl + TIMING.poll == pytest.approx(TIMING.bound)  # a polling standby is in time
+    assert TIMING.ttl + TIMING.poll < TIMING.bound  # a polling standby is in time, with a poll to spare
 
 
 def test_a_grant_is_valid_from_before_the_request_and_no_longer() -> None:

@@ -23,8 +23,9 @@ class Change(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Timing:
     """``bound``: the takeover bound (ha.lease_seconds). The database's lease lasts ``ttl`` (the
-    bound less one poll: a standby polling every ``poll`` seconds sees it lapse within the
-    bound); the node's own validity is ``ttl - guard`` from before its request."""
+    bound less two polls: a standby polling every ``poll`` seconds sees it lapse, and has its
+    takeover under way, within the bound); the node's own validity is ``ttl - guard`` from
+    before its request. Default bound 3 s: poll 0.5 s, ttl 2 s, validity 1.5 s."""
 
     bound: float
 
@@ -34,7 +35,7 @@ class Timing:
 
     @property
     def ttl(self) -> float:
-        return self.bound - self.poll
+        return self.bound - 2 * self.poll
 
     @property
     def guard(self) -> float:
