@@ -203,14 +203,25 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="callwarden-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self._as_postgres("initdb", "-D", str(self.dir / "data"), "-U", "callwarden", "--auth=trust", "-E", "UTF8")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._start()
+        self._count = 0
+
+    def _start(self) -> None:
         options = ["-p", str(self.port), "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+        self.proc = subprocess.Popen(
             ["runuser", "-u", "postgres", "--", str(self.bin / "postgres"), "-D", str(self.dir / "data"), *options],
             stdout=subprocess.DEVNULL,
-            stderr=(self.dir / "server.log").open("wb"),
+            stderr=(self.dir / "server.log").open("ab"),
         )
         wait_for_port(self.port, 20, self.proc)
-        self._count = 0
+
+    def restart(self) -> None:
+        """A fast shutdown (SIGINT: clients are disconnected, committed data kept), then start."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(20)
+        self._start()
 
     def _as_postgres(self, tool: str, *args: str) -> None:
         subprocess.run(

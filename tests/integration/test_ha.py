@@ -77,8 +77,8 @@ def health(port: int) -> dict[str, object]:
 
 def active_and_standby(node: Node) -> tuple[DaemonProcess, DaemonProcess, int, int]:
     a, a_port = node("a")
-    a.wait_for("ha_active")
-    a.wait_for("ha_taken_over")
+    a.wait_for("ha_active")  # alone on the site: active from its first login
+    a.wait_for("repeat_callers_synced")
     b, b_port = node("b")
     b.wait_for("calls_resynced")  # logged in, following the calls
     assert b.events("ha_active") == []
@@ -166,7 +166,7 @@ def test_an_active_cut_from_postgresql_stops_acting_within_its_lease(
     proxy = TcpProxy(postgres.port)
     try:
         a, a_port = node("a", store=url.replace(f":{postgres.port}/", f":{proxy.port}/"))
-        a.wait_for("ha_taken_over")
+        a.wait_for("repeat_callers_synced")  # active, logged in
         b, _ = node("b")
         b.wait_for("calls_resynced")
         placed, answered = answered_call(phone)
@@ -187,3 +187,63 @@ def test_an_active_cut_from_postgresql_stops_acting_within_its_lease(
         placed.wait_ended(30)
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this test's own: it is restarted."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+def test_a_postgresql_restart_loses_nothing_and_does_nothing_twice(
+    pbx: LabPbx,
+    phone: Callable[..., TestPhone],
+    own_postgres: PostgresServer,
+    tmp_path: Path,
+    test_sections: dict[str, dict[str, object]],
+) -> None:
+    url = own_postgres.database()
+    nodes: dict[str, tuple[DaemonProcess, int]] = {}
+    for name in ("a", "b"):
+        port = free_tcp_port()
+        sections = test_sections | {
+            "store": {"path": url},
+            "ami": test_sections["ami"] | {"hotkey_token": TOKEN},
+            "http": {"port": port},
+            "ha": {"enabled": True, "node": name, "lease_seconds": BOUND},
+        }
+        nodes[name] = (DaemonProcess(write_config(tmp_path / f"{name}.toml", **sections)).start(), port)
+        if name == "a":
+            nodes["a"][0].wait_for("repeat_callers_synced")  # active, logged in
+    try:
+        nodes["b"][0].wait_for("calls_resynced")
+        placed, answered = answered_call(phone)
+        answered.press("*1")
+        warned = nodes["a"][0].wait_for("decision", where=lambda r: r["action"] == "warn")
+        wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
+        own_postgres.restart()
+
+        def one_active() -> bool:
+            roles = [health(port)["role"] for _, port in nodes.values()]
+            return sorted(roles) == ["active", "standby"]
+
+        wait_until(one_active, 4 * BOUND, "one node active again after the restart")
+        for proc, _ in nodes.values():
+            proc.events("decision")  # read what they logged so far
+        (active,) = [proc for proc, port in nodes.values() if health(port)["role"] == "active"]
+        if active is nodes["b"][0] or active.events("ha_active")[1:]:
+            active.wait_for("ha_taken_over")  # a new term: the memory is read back first
+        answered.press("*2")
+        ended = active.wait_for("decision", where=lambda r: r["action"] == "end")
+        assert (ended["outcome"], ended["reason"]) == ("approved", "end_approved")  # the warning counted
+        placed.wait_ended(15)
+    finally:
+        for proc, _ in nodes.values():
+            proc.kill()
+    ends = [r for proc, _ in nodes.values() for r in proc.events("decision") if r["action"] in ("warn", "end")]
+    assert sorted(r["action"] for r in ends) == ["end", "warn"]  # each decided once, by one node
+    with Store.open(url) as store:
+        rows = [(r.action, r.outcome) for r in store.list_audit(linkedid=str(warned["linkedid"]))]
+    assert rows.count(("warn", "approved")) == 1 and rows.count(("end", "approved")) == 1, rows

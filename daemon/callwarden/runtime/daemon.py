@@ -129,6 +129,9 @@ class Daemon:
         """A new term as the active node (ha): forget what was kept while standby, hold the
         calls' events from this very step until their memory is read back from the audit trail
         (the old active's warnings count), then the token, the ends and the flags."""
+        if not self.tasks.running:  # the term started before the main loop: start-up does the rest
+            self.book.reset()
+            return
         self.tasks.spawn(self._take_over(self.handling.begin_term()), "takeover")
 
     async def _take_over(self, restoring: Awaitable[None]) -> None:
@@ -169,6 +172,8 @@ class Daemon:
         code = ExitCode.OK
         if self.http is not None:
             self.http.start()
+        if isinstance(self.role, Role):
+            await self.role.first_try()
         if self.role.is_active():  # a standby reads them when its term starts
             await self.recovery.restore_ends()
         # Start-up objects (modules, config, policy) never die: keep them out of every future

@@ -76,10 +76,20 @@ class Role:
             self._active.clear()
             await self._active.wait()
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def first_try(self) -> None:
+        """Before the AMI connection: a node alone on its site is active from its first login."""
         log.info("ha_standby", node=self.node, site=self._site, holder=self._holder, reason="starting")
         self._metrics.ha_active.set(0)
+        sent_at = self._clock()
+        renewal = asyncio.get_running_loop().run_in_executor(self._thread, self._client.try_acquire)
+        done, _ = await asyncio.wait({renewal}, timeout=self.state.timing.poll * 2)
+        if done:
+            self._changed(self._answered(renewal, sent_at))
+        else:
+            renewal.cancel()  # left to finish on its thread; run() sends the next one after it
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         renewal: asyncio.Future[tuple[int | None, str | None]] | None = None
         sent_at = 0.0
         while True:
