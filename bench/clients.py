@@ -176,13 +176,20 @@ async def _sample_cpu(samples: list[list[float]]) -> None:
 
 
 async def run_daemon(
-    port: int, store_dir: Path, memory_calls: int | None, log_path: Path, cpu: bool = False, parse_all: bool = False
+    port: int,
+    store_dir: Path,
+    memory_calls: int | None,
+    log_path: Path,
+    cpu: bool = False,
+    parse_all: bool = False,
+    store_url: str | None = None,
+    ha_node: str | None = None,
 ) -> dict[str, Any]:
     from pydantic import SecretStr  # noqa: PLC0415
 
     import callwarden.effects.executor as executor_module  # noqa: PLC0415
     from bench.mix import BENCH_TOKEN  # noqa: PLC0415
-    from callwarden.config import AmiConfig, Config, HttpConfig, LogConfig, StoreConfig  # noqa: PLC0415
+    from callwarden.config import AmiConfig, Config, HaConfig, HttpConfig, LogConfig, StoreConfig  # noqa: PLC0415
     from callwarden.logs import configure_logging  # noqa: PLC0415
     from callwarden.policy.rules import default_policy  # noqa: PLC0415
     from callwarden.runtime.daemon import Daemon  # noqa: PLC0415
@@ -195,8 +202,9 @@ async def run_daemon(
     config = Config(
         ami=AmiConfig(port=port, reconnect_min=5.0, reconnect_max=10.0, hotkey_token=SecretStr(BENCH_TOKEN)),
         log=LogConfig(level="info", format="json"),
-        store=StoreConfig(path=str(store_dir / "callwarden.db")),
+        store=StoreConfig(path=store_url or str(store_dir / "callwarden.db")),
         http=HttpConfig(enabled=False),
+        ha=HaConfig(enabled=ha_node is not None, node=ha_node or ""),
     )
     commits: list[list[Any]] = []  # [linkedid, action, seconds] of each decision's store transaction
     record_decision = vars(executor_module)["record_decision"]
@@ -297,6 +305,8 @@ def main() -> int:
     parser.add_argument("--memory", type=int, help="daemon: measure the memory once it tracks N calls, then stop")
     parser.add_argument("--cpu", action="store_true", help="daemon: sample its CPU time")
     parser.add_argument("--parse-all", action="store_true", help="daemon: parse every frame (no skipping)")
+    parser.add_argument("--store-url", help="daemon: a database URL instead of the SQLite store in --store")
+    parser.add_argument("--ha", metavar="NODE", help="daemon: active/standby on, this node's name (needs --store-url)")
     args = parser.parse_args()
     if args.variant == "minimal":
         out = asyncio.run(run_minimal(args.port))
@@ -305,7 +315,9 @@ def main() -> int:
     else:
         if args.store is None or args.log is None:
             parser.error("daemon needs --store and --log")
-        out = asyncio.run(run_daemon(args.port, args.store, args.memory, args.log, args.cpu, args.parse_all))
+        out = asyncio.run(
+            run_daemon(args.port, args.store, args.memory, args.log, args.cpu, args.parse_all, args.store_url, args.ha)
+        )
     _emit(out)
     return 0
 

@@ -128,11 +128,15 @@ def cpu_share(samples: list[list[float]], start: float, end: float) -> float | N
     return round((c1 - c0) / (t1 - t0), 3) if t1 > t0 else None
 
 
-def run_one(plan: Plan, store_root: str, workdir: Path, parse_all: bool = False) -> dict[str, Any]:
+def run_one(
+    plan: Plan, store_root: str, workdir: Path, parse_all: bool = False, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``extra``: more bench.clients daemon options (bench/ha.py: ``--store-url``, ``--ha``)."""
     store = Path(tempfile.mkdtemp(prefix="callwarden-bench-store-", dir=store_root))
     try:
         cmd = [sys.executable, "-m", "bench.clients", "daemon", "--port", "{port}"]
         cmd += ["--store", str(store), "--log", str(workdir / f"daemon-{time.monotonic_ns()}.log"), "--cpu"]
+        cmd += extra
         if parse_all:
             cmd.append("--parse-all")
         report, client = run_client(fresh(plan), cmd, stop_with_sigterm=True)
