@@ -217,9 +217,9 @@ class PostgresServer:
         wait_for_port(self.port, 20, self.proc)
 
     def restart(self) -> None:
-        """A fast shutdown (SIGINT: clients are disconnected, committed data kept), then start."""
+        """A fast shutdown (clients are disconnected, committed data kept), then start."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
+        self._as_postgres("pg_ctl", "stop", "-D", str(self.dir / "data"), "-m", "fast", "-w")
         self.proc.wait(20)
         self._start()
 

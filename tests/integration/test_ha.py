@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from callwarden.store import Store
+from callwarden.store import AsyncStore, Store
 from callwarden.store.lease import LeaseClient
 from tests.integration.harness import (
     DaemonProcess,
@@ -29,6 +29,7 @@ from tests.integration.harness import (
 from tests.integration.test_hostile import MESSAGES_LOG, ActionLog
 from tests.integration.test_store_postgresql import answered_call
 from tests.sip.phone import TestPhone, wait_until
+from tests.unit.test_store import audit_entry
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +248,14 @@ def test_a_postgresql_restart_loses_nothing_and_does_nothing_twice(
     with Store.open(url) as store:
         rows = [(r.action, r.outcome) for r in store.list_audit(linkedid=str(warned["linkedid"]))]
     assert rows.count(("warn", "approved")) == 1 and rows.count(("end", "approved")) == 1, rows
+
+
+async def test_the_first_write_after_a_postgresql_restart_is_not_lost(own_postgres: PostgresServer) -> None:
+    """The store keeps one write connection: a restart closes it while idle. The next decision's
+    transaction finds it dead before anything was committed and runs once more on a new one."""
+    url = own_postgres.database()
+    async with await AsyncStore.open(url) as store:
+        await store.add_audit(audit_entry(linkedid="before"))
+        own_postgres.restart()
+        await store.add_audit(audit_entry(linkedid="after"))  # not a StoreError
+        assert [r.linkedid for r in await store.list_audit()] == ["before", "after"]

@@ -18,12 +18,21 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from callwarden.records import AuditEntry, AuditRecord, Callback, CallbackStatus, Incident, NewCallback
-from callwarden.store.errors import StoreError
+from callwarden.store.errors import NotCommitted, StoreError
 from callwarden.store.sync import Store
 
 T = TypeVar("T")
 
 THREAD_NAME = "callwarden-store"
+
+
+def _once_more_if_not_committed(fn: Callable[[], T]) -> T:
+    """A write whose connection a database restart had closed runs again, once, on a new one
+    (nothing of it was committed: :class:`NotCommitted`)."""
+    try:
+        return fn()
+    except NotCommitted:
+        return fn()
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -63,7 +72,7 @@ class AsyncStore:
             closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             closed.set_exception(StoreError("the store is closed"))
             return closed
-        future = asyncio.wrap_future(self._executor.submit(fn))
+        future = asyncio.wrap_future(self._executor.submit(_once_more_if_not_committed, fn))
         future.add_done_callback(_consume)
         return asyncio.shield(future)
 

@@ -15,6 +15,11 @@ class StoreError(Exception):
     """
 
 
+class NotCommitted(StoreError):
+    """The write connection was found dead before the commit was sent (a database restart
+    closed it while idle): nothing was written, the transaction may run again on a new one."""
+
+
 class CallbackNotFound(StoreError, LookupError):
     """No callback has this id."""
 

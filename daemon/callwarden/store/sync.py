@@ -13,12 +13,12 @@ from types import TracebackType
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from callwarden.store import migrate
 from callwarden.store import queries as q
 from callwarden.store.engine import WRITE, create_engine, database_url, describe, sqlite_file
-from callwarden.store.errors import StoreError, store_error
+from callwarden.store.errors import NotCommitted, StoreError, store_error
 from callwarden.store.operations import StoredRecords
 from callwarden.store.writer import CoreWriter, PreparedInserts, SqliteWriter, Writer, sqlite_transaction
 
@@ -99,14 +99,18 @@ class Store(StoredRecords):
         SQLite: ``BEGIN IMMEDIATE``, so the write lock is taken (or waited for) up front.
         Use the statements in ``callwarden.store.queries`` on the connection.
         """
+        committing = False
         try:
             writer = self._write_connection()
             with writer.begin():
                 yield writer
+                committing = True
         except SQLAlchemyError as exc:
             if self._writer is not None and self._writer.invalidated:
                 self._writer.close()
                 self._writer = None
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated and not committing:
+                raise NotCommitted(str(store_error(exc))) from exc
             raise store_error(exc) from exc
 
     @contextmanager
