@@ -20,7 +20,7 @@ from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
 
-QUEUES = {"110": "lab-queue-pjsip", "111": "lab-queue-local", "112": "lab-queue-local-opt"}
+QUEUES = {"110": "lab-queue-pjsip", "111": "lab-queue-local", "112": "lab-queue-local-opt", "113": "lab-queue-freepbx"}
 
 
 @dataclass
