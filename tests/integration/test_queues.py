@@ -9,13 +9,16 @@ test_actions.py); the queue's own bookkeeping stays right afterwards.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DaemonProcess, LabPbx
+from callwarden.records import CallbackReason
+from tests.integration.harness import DaemonProcess, LabPbx, stored_callbacks
 from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
@@ -59,6 +62,30 @@ def decision(daemon: DaemonProcess, action: str, timeout: float = 15) -> dict[st
     return daemon.wait_for("decision", timeout=timeout, where=lambda r: r.get("action") == action)
 
 
+QUEUE_LOG = Path(os.environ.get("CALLWARDEN_LAB_DIR", "/var/lib/callwarden-lab")) / "root/var/log/asterisk/queue_log"
+
+
+def queue_log(linkedid: object) -> list[str]:
+    """The queue's own record of the call (queue_log: time|callid|queue|agent|event|...; the
+    callid is the caller's Uniqueid, here the call's Linkedid)."""
+    lines = QUEUE_LOG.read_text(errors="replace").splitlines() if QUEUE_LOG.exists() else []
+    return [line.split("|")[4] for line in lines if line.count("|") >= 4 and line.split("|")[1] == linkedid]
+
+
+def completed(linkedid: object) -> bool:
+    """The queue closed the member's call (AgentComplete's queue_log twin, or a transfer)."""
+    return any(
+        e in ("COMPLETECALLER", "COMPLETEAGENT", "BLINDTRANSFER", "ATTENDEDTRANSFER") for e in queue_log(linkedid)
+    )
+
+
+def member_free(pbx: LabPbx, queue: str, linkedid: object) -> None:
+    """Afterwards the queue's books are closed and the member can take the next call."""
+    wait_until(lambda: completed(linkedid), 10, f"the queue closed the call ({queue_log(linkedid)})")
+    wait_until(lambda: member_status(pbx, queue) == "Not in use", 10, f"member free ({pbx.cli(f'queue show {queue}')})")
+    assert queue_log(linkedid).count("CONNECT") == 1
+
+
 def member_status(pbx: LabPbx, queue: str) -> str:
     """The member's status as the queue sees it (``Not in use``, ``In use``, ``Busy``...)."""
     match = re.search(r"Agent One \(.*?\) \(ringinuse \w+\)(?: \(\w+\))* \(([^)]+)\)", pbx.cli(f"queue show {queue}"))
@@ -90,3 +117,76 @@ def test_warn_on_a_queue_call(daemon: DaemonProcess, queue_call: Callable[[], Qu
     audio_flows(call.caller, call.agent)
     only_decision(daemon, "warn")
     assert member_status(pbx, call.queue) in ("In use", "Busy")  # still talking: not offered a call
+
+
+def test_end_on_a_queue_call_closes_it_and_frees_the_member(
+    daemon: DaemonProcess, queue_call: Callable[[], QueueCall], pbx: LabPbx
+) -> None:
+    call = queue_call()
+    call.agent.press("*1")
+    decision(daemon, "warn")
+    heard(call.caller, "warn")
+    wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
+    call.agent.press("*2")
+    made = decision(daemon, "end")
+    assert (made["outcome"], made["reason"]) == ("approved", "end_approved")
+    heard(call.caller, "end")
+    call.caller.wait_ended()
+    call.agent.wait_ended()
+    wait_until(lambda: pbx.channels() == [], 5, "no channels left")
+    only_decision(daemon, "end")
+    member_free(pbx, call.queue, made["linkedid"])
+
+
+def test_handover_from_a_queue_call_frees_the_member(
+    daemon: DaemonProcess, queue_call: Callable[[], QueueCall], phone: Callable[..., TestPhone], pbx: LabPbx
+) -> None:
+    colleague = phone("colleague2", auto_answer=True)  # the default route (110-113 are no 100)
+    call = queue_call()
+    call.agent.press("*3")
+    made = decision(daemon, "handover")
+    assert (made["outcome"], made["reason"]) == ("approved", "route_default")
+    call.agent.wait_ended()
+    heard(call.caller, "handover")
+    colleague_call = colleague.next_call()
+    daemon.wait_for("action_step", where=lambda r: r["step"] == "transfer_answered")
+    audio_flows(colleague_call, call.caller)
+    assert pbx.bridged("caller1", "colleague2")
+    assert agent_channels(pbx) == []
+    only_decision(daemon, "handover")
+    member_free(pbx, call.queue, made["linkedid"])  # not left "in call" by the hand-over
+
+
+def test_callback_from_a_queue_call(
+    daemon: DaemonProcess, queue_call: Callable[[], QueueCall], pbx: LabPbx, store_path: Path
+) -> None:
+    call = queue_call()
+    call.agent.press("*4")
+    made = decision(daemon, "callback")
+    assert (made["outcome"], made["reason"]) == ("approved", "callback_recorded")
+    call.agent.wait_ended()
+    heard(call.caller, "callback-later")
+    call.caller.wait_ended()
+    (callback,) = stored_callbacks(store_path)
+    assert (callback.reason, callback.caller_number, callback.agent) == (
+        CallbackReason.CALL_BACK_LATER,
+        "+493012345678",
+        "agent1",
+    )
+    assert callback.linkedid == made["linkedid"]
+    only_decision(daemon, "callback")
+    member_free(pbx, call.queue, made["linkedid"])
+
+
+def test_timeout_on_a_queue_call(daemon: DaemonProcess, queue_call: Callable[[], QueueCall], pbx: LabPbx) -> None:
+    call = queue_call()
+    call.agent.press("*5")
+    made = decision(daemon, "timeout")
+    assert made["outcome"] == "approved"
+    heard(call.caller, "timeout")
+    assert not pbx.bridged("caller1", "agent1")
+    call.agent.press("*5")
+    daemon.wait_for("action_step", where=lambda r: r["step"] == "timeout_resumed_by_agent")
+    wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
+    audio_flows(call.agent, call.caller)
+    only_decision(daemon, "timeout")
