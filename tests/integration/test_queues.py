@@ -87,10 +87,12 @@ def member_free(pbx: LabPbx, queue: str, linkedid: object) -> None:
 
 
 def member_status(pbx: LabPbx, queue: str) -> str:
-    """The member's status as the queue sees it (``Not in use``, ``In use``, ``Busy``...)."""
-    match = re.search(r"Agent One \(.*?\) \(ringinuse \w+\)(?: \(\w+\))* \(([^)]+)\)", pbx.cli(f"queue show {queue}"))
-    assert match is not None, pbx.cli(f"queue show {queue}")
-    return match.group(1)
+    """The member's state as the queue sees it (``queue show``: the flags after ``ringinuse``,
+    such as ``in call``, then the device state ``Not in use``, ``In use``, ``Busy``...)."""
+    shown = pbx.cli(f"queue show {queue}")
+    match = re.search(r"Agent One \(.*?\) \(ringinuse \w+\)((?: \([^)]+\))+)", shown)
+    assert match is not None, shown
+    return ", ".join(re.findall(r"\(([^)]+)\)", match.group(1)))
 
 
 def agent_channels(pbx: LabPbx) -> list[str]:
@@ -116,7 +118,14 @@ def test_warn_on_a_queue_call(daemon: DaemonProcess, queue_call: Callable[[], Qu
     audio_flows(call.agent, call.caller)
     audio_flows(call.caller, call.agent)
     only_decision(daemon, "warn")
-    assert member_status(pbx, call.queue) in ("In use", "Busy")  # still talking: not offered a call
+    # Still talking (outside the queue now): busy, not offered another call, the queue's own
+    # call closed.
+    wait_until(
+        lambda: completed(made["linkedid"]),
+        10,
+        f"the queue closed the call ({queue_log(made['linkedid'])}, {pbx.channels()}, {pbx.bridges()})",
+    )
+    wait_until(lambda: member_status(pbx, call.queue) in ("In use", "Busy"), 10, "the member busy, not in a queue call")
 
 
 def test_end_on_a_queue_call_closes_it_and_frees_the_member(
