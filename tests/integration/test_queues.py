@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from callwarden.records import CallbackReason
-from tests.integration.harness import DaemonProcess, LabPbx, stored_callbacks
+from tests.integration.harness import DaemonProcess, LabPbx, ami_action, stored_callbacks
 from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 QUEUES = {"110": "lab-queue-pjsip", "111": "lab-queue-local", "112": "lab-queue-local-opt", "113": "lab-queue-freepbx"}
 
@@ -211,3 +214,42 @@ def test_timeout_on_a_queue_call(daemon: DaemonProcess, queue_call: Callable[[],
     wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
     audio_flows(call.agent, call.caller)
     only_decision(daemon, "timeout")
+
+
+@pytest.mark.parametrize("number", ["111", "113"], ids=["lab-queue-local", "lab-queue-freepbx"], indirect=True)
+def test_repeat_caller_is_flagged_on_a_queue_call(
+    daemon: DaemonProcess, queue_call: Callable[[], QueueCall], pbx: LabPbx
+) -> None:
+    # The flag travels from the caller's lookup through the Local pair to the phone's display.
+    for key in ("493012345678", "00493012345678", "03012345678"):
+        ami_action({"Action": "Setvar", "Variable": f"CALLWARDEN_FLAG_{key}", "Value": ""})
+    first = queue_call()
+    assert first.agent.caller_display() == "Erika Mustermann"
+    first.agent.press("*1")
+    decision(daemon, "warn")
+    heard(first.caller, "warn")
+    flagged = re.compile(r"CALLWARDEN_FLAG_493012345678=\d+")
+    wait_until(lambda: flagged.search(pbx.cli("dialplan show globals")) is not None, 10, "the caller flagged")
+    first.caller.hangup()
+    first.agent.wait_ended()
+    wait_until(lambda: pbx.channels() == [], 10, "the first call gone")
+    second = queue_call()
+    assert second.agent.caller_display() == "[!] Erika Mustermann"
+
+
+def test_check_config_names_a_freepbx_key_collision(tmp_path: Path) -> None:
+    """The command an admin runs: FreePBX's features.conf (its layout and in-call codes, a test
+    fixture) with the default keys included collides; with the FreePBX key set, it is OK."""
+    etc = tmp_path / "asterisk"
+    shutil.copytree(REPO / "tests" / "unit" / "fixtures" / "freepbx", etc)
+    shutil.copytree(REPO / "dialplan", etc / "callwarden")
+    config = tmp_path / "callwarden.toml"
+    config.write_text(f'[pbx]\nfeatures_conf = "{etc / "features.conf"}"\n')
+    command = [str(REPO / ".venv" / "bin" / "callwarden"), "check-config", "--config", str(config)]
+    (etc / "features_applicationmap_custom.conf").write_text("#include callwarden/features_callwarden.conf\n")
+    refused = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+    assert refused.returncode == 78, refused.stderr
+    assert "callwarden_end (*2) collides with the PBX's featuremap/atxfer (*2)" in refused.stdout + refused.stderr
+    (etc / "features_applicationmap_custom.conf").write_text("#include callwarden/features_callwarden_freepbx.conf\n")
+    accepted = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
