@@ -417,6 +417,7 @@ def main() -> int:
                 time.sleep(0.2)
             config = write_config(
                 workdir / "callwarden.toml",
+                ami={"port": AMI_PORT},
                 store={"path": str(workdir / "store" / "callwarden.db")},
                 policy={"path": str(bench_policy(workdir / "policy.toml"))},
                 http={"enabled": False},

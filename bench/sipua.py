@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 SERVER = ("127.0.0.1", 15060 + int(os.environ.get("CALLWARDEN_LAB_PORT_OFFSET", "0")))  # scripts/lab-pbx
-SIP_PORT = 15170
+SIP_PORT = 15170 + int(os.environ.get("CALLWARDEN_LAB_PORT_OFFSET", "0"))
 HOST = "127.0.0.1"
 PTIME = 0.02
 SAMPLES = 160  # 20 ms at 8 kHz
