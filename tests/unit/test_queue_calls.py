@@ -123,3 +123,24 @@ async def test_a_member_that_optimizes_away_swaps_in_for_its_local_half(tmp_path
         (moved,) = s.ami.actions("Redirect")
         assert (moved["Channel"], moved["ExtraChannel"]) == (CALLER, AGENT)
         assert await s.decisions("c1") == [("callback", "approved", "callback_recorded")]
+
+
+async def test_a_resync_forgets_local_halves_whose_hangup_was_missed(tmp_path: Path) -> None:
+    async with scenario(tmp_path, policy=NO_WAIT) as s:
+        a_local_member_call(s)
+        assert set(s.tracker.locals.halves) == {"l1", "l2"}
+        # AMI was down while the pair optimized away: the snapshot has the caller and the phone only.
+        s.ami.replies["CoreShowChannels"] = lambda _a: [
+            {"Response": "Success", "EventList": "start"},
+            *(
+                {"Event": "CoreShowChannel", "Channel": n, "Uniqueid": u, "Linkedid": "c1", "BridgeId": "b1"}
+                for n, u in ((CALLER, "c1"), (AGENT, "a1"))
+            ),
+            {"Event": "CoreShowChannelsComplete", "EventList": "Complete"},
+        ]
+        await s.recovery.resync()
+        assert s.tracker.locals.halves == {}
+        s.press("warn", AGENT, CALLER)
+        await s.settled()
+        (warn,) = s.ami.actions("Redirect")
+        assert (warn["Channel"], warn["ExtraChannel"]) == (CALLER, AGENT)

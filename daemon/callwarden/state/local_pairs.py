@@ -59,6 +59,11 @@ class LocalPairs:
         if half.bridge is not None:
             self.left(half.bridge, uniqueid)
 
+    def forget(self, uniqueids: set[str]) -> None:
+        """Halves a snapshot of the PBX no longer has (their Hangup was missed)."""
+        for uniqueid in uniqueids:
+            self.remove(uniqueid)
+
     def entered(self, bridge: str, uniqueid: str) -> None:
         self._bridges.setdefault(bridge, set()).add(uniqueid)
         if (half := self.halves.get(uniqueid)) is not None:
