@@ -396,7 +396,7 @@ def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_ke
         wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "the hostile call bridged")
         other.call.agent.press("*1")
         lost = daemon.wait_for("hotkey_channel_untracked")  # the forgery took: the channel was forgotten
-        assert (lost["agent_channel"], lost["missing"]) == (other.agent, forgotten)
+        assert (lost["agent_channel"], lost["missing"]) == (other.agent, [forgotten])
         assert daemon.wait_for("channel_adopted")["channel"] == forgotten  # Asterisk has it
         recovered = daemon.wait_for("hotkey_channel_recovered")
         assert recovered["missing"] == forgotten
@@ -492,7 +492,7 @@ def test_a_trunk_caller_number_with_encoded_crlf_is_still_handled(
         caller = channel_of(pbx, "bench-caller")
         answered.press("*1")
         lost = daemon.wait_for("hotkey_channel_untracked")
-        assert lost["missing"] == caller  # its Newchannel never arrived whole
+        assert lost["missing"] == [caller]  # its Newchannel never arrived whole
         assert daemon.wait_for("channel_adopted")["channel"] == caller  # its number is clean by now
         assert daemon.wait_for("hotkey_channel_recovered")["missing"] == caller
         made = daemon.wait_for("decision")
