@@ -79,8 +79,6 @@ def memory_from_audit(records: Iterable[AuditEntry]) -> CallMemory:
         if record.reason in FOLLOW_UPS:
             memory = _follow_up(memory, record)
             continue
-        if record.action not in _HOTKEYS:  # another decision on the call (a repeat-caller flag)
-            continue
         memory = replace(memory, origin=_press_of(record))
         approved = record.outcome == Outcome.APPROVED.value
         match record.action:
@@ -100,9 +98,6 @@ def memory_from_audit(records: Iterable[AuditEntry]) -> CallMemory:
                     pending = _pending(CallbackReason.WITHHELD, record, str(record.detail.get("team")))
                     memory = replace(memory, pending_callback=pending)
     return memory
-
-
-_HOTKEYS = frozenset(h.value for h in Hotkey)
 
 
 def _follow_up(memory: CallMemory, record: AuditEntry) -> CallMemory:
