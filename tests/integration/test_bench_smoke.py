@@ -78,3 +78,14 @@ def test_e2e_smoke(pbx: LabPbx, tmp_path: Path) -> None:
     assert set(ami["call,user+eventfilter"]["by_event"]) <= CallTracker().subscribed
     assert data["pyvoip_probe"]["threads"] > 0
     assert pbx.channels() == []
+
+
+@pytest.mark.timeout(300)
+def test_ha_smoke(tmp_path: Path) -> None:
+    data = run_bench("ha", tmp_path / "ha.json")
+    assert len(data["takeover_seconds"]) == data["kills"] == 2
+    assert all(0 < t < data["summary"]["takeover"]["bound_s"] for t in data["takeover_seconds"])
+    assert {run["ha"] for run in data["runs"]} == {"off", "on"}
+    for run in data["runs"]:
+        assert run["unanswered"] == 0, "the active node acted on every hotkey"
+        assert run["redirects_per_hotkey"] == [1]
