@@ -155,6 +155,13 @@ class Store:
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """One read transaction (plain ``BEGIN``: no write lock), for queries kept outside this
+        class (``callwarden.web``)."""
+        with self._reading() as conn:
+            yield conn
+
     # Callbacks
 
     def add_callback(self, new: NewCallback) -> Callback:
