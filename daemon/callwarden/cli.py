@@ -67,3 +67,8 @@ from callwarden.cli_store import audit, callbacks, purge  # noqa: E402
 main.add_command(callbacks)
 main.add_command(audit)
 main.add_command(purge)
+
+# callwarden web and its users (daemon/callwarden/web/cli.py).
+from callwarden.web.cli import register as register_web  # noqa: E402
+
+register_web(main)

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from callwarden.pbx_files import check_features, check_prompts
+from callwarden.web.config import WebConfig
 
 
 class ConfigError(Exception):
@@ -192,9 +193,10 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     http: HttpConfig = HttpConfig()
     pbx: PbxConfig = PbxConfig()
+    web: WebConfig = WebConfig()  # callwarden web (docs/web.md)
 
 
-SECRET_KEYS = frozenset({"secret", "password"})
+SECRET_KEYS = frozenset({"secret", "password", "secret_key"})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

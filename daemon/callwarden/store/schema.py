@@ -79,6 +79,7 @@ callbacks = sa.Table(
     sa.Index(None, "status", "created"),
     sa.Index(None, "created"),
     sa.Index(None, "linkedid"),
+    sa.Index(None, "status", "assignee", "due"),  # callwarden web's work lists (revision 0004)
     sqlite_autoincrement=True,  # never reuse a purged id: audit details may name it
 )
 
