@@ -25,12 +25,21 @@ def web_config(db_path: Path, **web: object) -> Config:
     return parse_config({"store": {"path": str(db_path)}, "web": {"poll_seconds": 0.1, **web}})
 
 
-def add_user(store: Store, username: str, role: str = "colleague", team: str | None = "billing", **more: object) -> None:
+def add_user(
+    store: Store, username: str, role: str = "colleague", team: str | None = "billing", **more: object
+) -> None:
     values = {"username": username, "role": role, "team": team, "password_hash": _HASH, "created": NOW}
     db.add_user(store, values=values | {"phone": "PJSIP/colleague1", "language": "en"} | more)
 
 
-def add_callback(store: Store, assignee: str = "billing", *, due_hours: float = 1, number: str | None = "+493012345678", linkedid: str = "1700000000.1") -> int:
+def add_callback(
+    store: Store,
+    assignee: str = "billing",
+    *,
+    due_hours: float = 1,
+    number: str | None = "+493012345678",
+    linkedid: str = "1700000000.1",
+) -> int:
     new = NewCallback(
         created=NOW,
         caller_number=number,
@@ -46,7 +55,9 @@ def add_callback(store: Store, assignee: str = "billing", *, due_hours: float = 
     return store.add_callback(new).id
 
 
-def add_audit(store: Store, action: str, outcome: str = "approved", linkedid: str = "1700000000.1", agent: str = "agent1") -> None:
+def add_audit(
+    store: Store, action: str, outcome: str = "approved", linkedid: str = "1700000000.1", agent: str = "agent1"
+) -> None:
     store.add_audit(
         AuditEntry(
             at=NOW,
@@ -68,7 +79,7 @@ def csrf_of(html: str) -> str:
 
 
 @contextmanager
-def client_for(config: Config) -> Iterator[TestClient]:
+def client_for(config: Config, base_url: str = "http://127.0.0.1") -> Iterator[TestClient]:
     """The app on a real store (the test's SQLite file), without an AMI session."""
     import asyncio
 
@@ -77,7 +88,7 @@ def client_for(config: Config) -> Iterator[TestClient]:
     loop = asyncio.new_event_loop()
     store = loop.run_until_complete(AsyncStore.open(config.store.path))
     try:
-        with TestClient(create_app(config, store, dial=False), base_url="http://127.0.0.1") as client:
+        with TestClient(create_app(config, store, dial=False), base_url=base_url) as client:
             yield client
     finally:
         loop.run_until_complete(store.close())
@@ -86,7 +97,9 @@ def client_for(config: Config) -> Iterator[TestClient]:
 
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> tuple[int, str]:
     token = csrf_of(client.get("/login").text)
-    reply = client.post("/login", data={"username": username, "password": password, "csrftoken": token}, follow_redirects=False)
+    reply = client.post(
+        "/login", data={"username": username, "password": password, "csrftoken": token}, follow_redirects=False
+    )
     return reply.status_code, reply.text
 
 
