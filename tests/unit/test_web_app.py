@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from starlette.testclient import TestClient
 
 from callwarden.cli import main
-from callwarden.store import Store
+from callwarden.store import AsyncStore, Store
 from callwarden.store.schema import callback_claims, outbox
 from callwarden.web import db
+from callwarden.web.app import create_app
 from callwarden.web.live import Changes
 from tests.unit.web_helpers import (
     PASSWORD,
@@ -292,11 +294,6 @@ def test_audit_search_and_csv_export_keep_spreadsheets_safe(db_path: Path) -> No
 
 
 def test_a_proxy_header_names_the_user_only_from_a_trusted_proxy(db_path: Path) -> None:
-    from starlette.testclient import TestClient
-
-    from callwarden.store import AsyncStore
-    from callwarden.web.app import create_app
-
     config = web_config(db_path, user_header="X-Remote-User", trusted_proxies=["10.0.0.5"])
     loop = asyncio.new_event_loop()
     store = loop.run_until_complete(AsyncStore.open(str(db_path)))

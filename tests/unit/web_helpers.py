@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from callwarden.config import Config, parse_config
 from callwarden.records import AuditEntry, CallbackReason, NewCallback
 from callwarden.store import AsyncStore, Store
 from callwarden.web import db
+from callwarden.web.app import create_app
 from callwarden.web.users import hash_password
 
 PASSWORD = "correct horse battery"
@@ -81,10 +83,6 @@ def csrf_of(html: str) -> str:
 @contextmanager
 def client_for(config: Config, base_url: str = "http://127.0.0.1") -> Iterator[TestClient]:
     """The app on a real store (the test's SQLite file), without an AMI session."""
-    import asyncio
-
-    from callwarden.web.app import create_app
-
     loop = asyncio.new_event_loop()
     store = loop.run_until_complete(AsyncStore.open(config.store.path))
     try:
