@@ -30,7 +30,7 @@ def bar_chart(
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max([1, *(v for values in series.values() for v in values)])
     slot = plot_w / max(1, len(groups))
-    bar_w = max(1.0, (slot - 4) / max(1, len(series)))
+    bar_w = min(18.0, max(1.0, (slot - 4) / max(1, len(series))))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="{escape(chart_id)}" class="chart" role="img" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
@@ -47,7 +47,7 @@ def bar_chart(
         )
         for g, (group, value) in enumerate(zip(groups, values, strict=True)):
             h = plot_h * value / peak
-            x = left + g * slot + 2 + index * bar_w
+            x = left + g * slot + (slot - bar_w * len(series)) / 2 + index * bar_w
             parts.append(
                 f'<rect class="bar" data-series="{escape(name)}" data-group="{escape(group)}" data-value="{value}" '
                 f'x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{color}">'

@@ -53,7 +53,7 @@ async def overview(request: Request) -> Response:
         chart_id="chart-per-agent",
     )
     return render(
-        request, "supervisor.html", per_day=per_day, per_agent=per_agent, teams=teams, policy=web(request).policy
+        request, "supervisor.html", days=DAYS, per_day=per_day, per_agent=per_agent, teams=teams, policy=web(request).policy
     )
 
 
