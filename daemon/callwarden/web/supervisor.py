@@ -52,8 +52,9 @@ async def overview(request: Request) -> Response:
         {t(f"series.{name}"): [stats.per_agent[name][a] for a in agents] for name in reports.SERIES},
         chart_id="chart-per-agent",
     )
+    policy = web(request).policy
     return render(
-        request, "supervisor.html", days=DAYS, per_day=per_day, per_agent=per_agent, teams=teams, policy=web(request).policy
+        request, "supervisor.html", days=DAYS, per_day=per_day, per_agent=per_agent, teams=teams, policy=policy
     )
 
 
