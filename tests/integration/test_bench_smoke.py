@@ -78,3 +78,12 @@ def test_e2e_smoke(pbx: LabPbx, tmp_path: Path) -> None:
     assert set(ami["call,user+eventfilter"]["by_event"]) <= CallTracker().subscribed
     assert data["pyvoip_probe"]["threads"] > 0
     assert pbx.channels() == []
+
+
+@pytest.mark.timeout(300)
+def test_web_smoke(tmp_path: Path) -> None:
+    data = run_bench("web", tmp_path / "web.json", "--no-pbx")
+    sizes = [run["callbacks"] for run in data["worklist"]]
+    assert sizes == [1000, 2000]
+    for run in data["worklist"]:
+        assert run["rows_shown"] == 100 and run["colleague"]["n"] > 0 and run["supervisor"]["n"] > 0
