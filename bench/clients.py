@@ -4,7 +4,7 @@
     python -m bench.clients panoramisk --port P [--async-handler]
     python -m bench.clients minimal --port P
 
-* ``daemon``: the daemon's full event path, as ``callwarden run`` builds it (callwarden.app
+* ``daemon``: the daemon's full event path, as ``callwarden run`` builds it (callwarden.runtime.daemon
   ``_main``): the real ``Daemon`` (its ``AmiClient``/``_Protocol`` on a real socket, the
   ``CallTracker``, the shipped policy, the executor, a throwaway SQLite store in ``--store``),
   structlog writing JSON lines to a file. Stopped by SIGTERM (the benchmark sends it once the
@@ -180,11 +180,12 @@ async def run_daemon(
 ) -> dict[str, Any]:
     from pydantic import SecretStr  # noqa: PLC0415
 
-    import callwarden.executor as executor_module  # noqa: PLC0415
+    import callwarden.effects.executor as executor_module  # noqa: PLC0415
     from bench.mix import BENCH_TOKEN  # noqa: PLC0415
-    from callwarden.app import Daemon, default_policy  # noqa: PLC0415
     from callwarden.config import AmiConfig, Config, HttpConfig, LogConfig, StoreConfig  # noqa: PLC0415
     from callwarden.logs import configure_logging  # noqa: PLC0415
+    from callwarden.policy.rules import default_policy  # noqa: PLC0415
+    from callwarden.runtime.daemon import Daemon  # noqa: PLC0415
     from callwarden.store import AsyncStore  # noqa: PLC0415
 
     log_file = log_path.open("w", encoding="utf-8")
@@ -234,7 +235,7 @@ async def run_daemon(
         await asyncio.sleep(0.3)  # the resync after the login
         gc.collect()
         tracker = daemon.tracker
-        roots = (tracker.calls, tracker.channels, tracker._by_name, daemon.memory, daemon._press_times)
+        roots = (tracker.calls, tracker.channels, tracker._by_name, daemon.book)
         base_size, base_rss = deep_size(*roots), _rss_kb()
         # Every call in: both legs tracked and bridged (the last state events of a setup).
         # (the daemon's state has no event to await: polled)

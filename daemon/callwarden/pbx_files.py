@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from callwarden.calls import Hotkey
+from callwarden.state.events import Hotkey
 
 FEATURE_PREFIX = "callwarden_"
 FEATURE_LINE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_]+)\s*=>\s*(?P<digits>[^,\s]+)\s*,")

@@ -1,4 +1,4 @@
-"""Records the daemon keeps: callbacks, audit entries and incidents (pure: no database here).
+"""Records the daemon keeps: callbacks, audit entries, incidents, outbox events (pure: no database here).
 
 The store (``callwarden.store``) persists them; policy and action code build and read them
 without importing SQLAlchemy. Datetimes must be timezone-aware; the store returns them in UTC.
@@ -8,9 +8,11 @@ Caller numbers are kept in full here: they are personal data, so log them only t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 DetailValue = str | int | float | bool | None
 
@@ -20,6 +22,14 @@ class CallbackReason(StrEnum):
     HANDOVER_UNANSWERED = "handover_unanswered"  # the colleague did not answer the handover
     CALL_BACK_LATER = "call_back_later"  # *4: the agent promised a callback
     WITHHELD = "withheld"  # the caller's number is withheld (maybe typed in later)
+
+
+class Outcome(StrEnum):
+    """A decision's outcome, as the audit trail keeps it."""
+
+    APPROVED = "approved"
+    REFUSED = "refused"
+    IGNORED = "ignored"
 
 
 class CallbackStatus(StrEnum):
@@ -99,6 +109,17 @@ class AuditRecord(AuditEntry):
     """A stored audit entry."""
 
     id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxEvent:
+    """An MQTT event to publish, written to the outbox in the transaction of what it announces."""
+
+    event_id: str
+    topic: str  # suffix under callwarden/<site>/
+    payload: Mapping[str, Any]
+    created: datetime
+    site: str | None = None  # the [mqtt] site whose publisher sends it (None: any)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -105,7 +105,15 @@ class LabPbx:
     def inject_hotkey(self, headers: dict[str, str]) -> None:
         """A CallwardenHotkey event as the dialplan raises it (token included), injected through
         the test AMI user; the headers say which channel, Uniqueid... it claims."""
-        ami_action({"Action": "UserEvent", "UserEvent": "CallwardenHotkey", "Token": self.hotkey_token(), **headers})
+        ami_action(
+            {
+                "Action": "UserEvent",
+                "UserEvent": "CallwardenHotkey",
+                "Leg": "agent",
+                "Token": self.hotkey_token(),
+                **headers,
+            }
+        )
 
     def channels(self) -> list[str]:
         out = self.cli("core show channels concise")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from callwarden.calls import CallTracker
+from callwarden.state.tracker import CallTracker
 from tests.integration.harness import REPO, LabPbx
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ daemon's own stream: the dialplan's token (set by the daemon after each login) i
 (docs/reliability.md). 198 and 199 forge a Hangup of the bystander's agent or caller channel:
 the daemon forgets it, and the agent's next (genuine) press makes it re-read the PBX's
 channels. The last tests inject hotkey events through the AMI ``UserEvent`` action (the trust
-rule of callwarden.calls: bound to a live agent channel by its Uniqueid).
+rule of callwarden.state.trust: bound to a live agent channel by its Uniqueid).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from bench import sipua
 from bench.sipua import Dialog, UserAgent
 
 from callwarden.ami.framing import Frame, FrameDecoder, parse_frame
-from callwarden.calls import HOTKEY_USEREVENT
 from callwarden.records import CallbackReason
+from callwarden.state.events import HOTKEY_USEREVENT
 from tests.audio import find_prompt, load_prompt, prompt_path
 from tests.integration.harness import (
     DaemonProcess,
@@ -396,7 +396,7 @@ def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_ke
         wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "the hostile call bridged")
         other.call.agent.press("*1")
         lost = daemon.wait_for("hotkey_channel_untracked")  # the forgery took: the channel was forgotten
-        assert (lost["agent_channel"], lost["missing"]) == (other.agent, forgotten)
+        assert (lost["agent_channel"], lost["missing"]) == (other.agent, [forgotten])
         assert daemon.wait_for("channel_adopted")["channel"] == forgotten  # Asterisk has it
         recovered = daemon.wait_for("hotkey_channel_recovered")
         assert recovered["missing"] == forgotten
@@ -492,7 +492,7 @@ def test_a_trunk_caller_number_with_encoded_crlf_is_still_handled(
         caller = channel_of(pbx, "bench-caller")
         answered.press("*1")
         lost = daemon.wait_for("hotkey_channel_untracked")
-        assert lost["missing"] == caller  # its Newchannel never arrived whole
+        assert lost["missing"] == [caller]  # its Newchannel never arrived whole
         assert daemon.wait_for("channel_adopted")["channel"] == caller  # its number is clean by now
         assert daemon.wait_for("hotkey_channel_recovered")["missing"] == caller
         made = daemon.wait_for("decision")

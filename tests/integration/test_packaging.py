@@ -2,8 +2,8 @@
 
 Needs no PBX and no Docker engine: Debian's docker-compose (1.29) validates a compose file on
 its own, and systemd-analyze verifies a unit file offline (both from scripts/setup). What is
-checked here is that the files are valid and agree with each other and with the daemon; the
-images themselves are not built (that needs an engine).
+checked here is that the files are valid and agree with each other and with the daemon;
+test_docker.py builds the images and runs the stack with a real engine.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from callwarden.app import ExitCode
 from callwarden.config import load_config
+from callwarden.exit_codes import ExitCode
 from tests.integration.harness import REPO
 
 pytestmark = pytest.mark.integration
@@ -300,6 +300,33 @@ def test_asterisk_image_uses_the_lab_pbx_files_and_packages() -> None:
     ]
     for source in ("config/asterisk", "dialplan", "prompts/en/callwarden", "prompts/de/callwarden"):
         assert (REPO / source).is_dir(), source
+
+
+def test_docker_lab_makes_the_base_images_the_files_name(compose: dict[str, Any]) -> None:
+    # scripts/docker-lab stands in for a registry: it must make exactly the images that the
+    # unchanged Dockerfiles and compose file name, and its Mosquitto the layout compose mounts.
+    lab = (REPO / "scripts" / "docker-lab").read_text()
+    listed = re.search(r"^BASE_IMAGES=\(([^)]*)\)$", lab, re.MULTILINE)
+    assert listed
+    named = {
+        dockerfile_instruction(DAEMON_DOCKERFILE, "FROM"),
+        dockerfile_instruction(ASTERISK_DOCKERFILE, "FROM"),
+        compose["services"]["mosquitto"]["image"],
+    }
+    assert set(listed.group(1).split()) == named == {"python:3.11-slim", "debian:sid-slim", "eclipse-mosquitto:2"}
+    stand_in = REPO / "docker" / "base" / "mosquitto" / "Dockerfile"
+    assert dockerfile_instruction(stand_in, "FROM") == "debian:sid-slim"  # made locally first
+    text = stand_in.read_text()
+    for target in mount_sources(compose["services"]["mosquitto"]):
+        assert target in text, f"the stand-in has no {target}"
+    healthcheck = compose["services"]["mosquitto"]["healthcheck"]["test"]
+    assert healthcheck[1] == "mosquitto_sub" and "mosquitto-clients" in text
+    # The ports it checks before `up` are the stack's.
+    ports = re.search(r"^PORTS=\(([^)]*)\)$", lab, re.MULTILINE)
+    assert ports
+    config = load_config(REPO / "config" / "compose" / "callwarden.toml")
+    wanted = {f"tcp:{config.ami.port}", "udp:15060", f"tcp:{config.mqtt.port}", f"tcp:{config.http.port}"}
+    assert set(ports.group(1).split()) == wanted
 
 
 # ---- the systemd unit -----------------------------------------------------------------------

@@ -19,8 +19,9 @@ from structlog.testing import capture_logs
 from callwarden.ami import client as client_module
 from callwarden.ami.client import AmiClient, _Protocol
 from callwarden.ami.framing import Frame
-from callwarden.calls import CallTracker, DomainEvent
 from callwarden.config import AmiConfig
+from callwarden.state.events import DomainEvent
+from callwarden.state.tracker import CallTracker
 from tests.unit.transcripts import transcript
 
 TRANSCRIPTS = ["hotkey_call_all_events", "hotkey_call_umlaut_all_events", "hotkey_call_daemon_mask"]

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from callwarden.calls import (
+from callwarden.state.channels import endpoint_of
+from callwarden.state.events import (
     CallbackNumberEntered,
-    CallTracker,
     ChannelBridged,
     ChannelHungUp,
     Hotkey,
     HotkeyPressed,
     StepReported,
     UnknownHotkey,
-    endpoint_of,
 )
+from callwarden.state.tracker import CallTracker
 from tests.unit.transcripts import frames_of, transcript
 
 
@@ -77,6 +77,7 @@ def _hotkey(agent: str, uniqueid: str, linkedid: str, hotkey: str = "end", peer:
         "Uniqueid": uniqueid,
         "Linkedid": linkedid,
         "Hotkey": hotkey,
+        "Leg": "agent",
         "BridgePeer": peer,
     }
 

@@ -12,7 +12,7 @@ import structlog
 from click.testing import CliRunner, Result
 
 from callwarden.cli import main
-from callwarden.cli_store import AUDIT_FIELDS, CALLBACK_FIELDS
+from callwarden.cli.output import AUDIT_FIELDS, CALLBACK_FIELDS
 from callwarden.records import AuditEntry, CallbackReason, CallbackStatus, Incident, NewCallback
 from callwarden.store import Store
 

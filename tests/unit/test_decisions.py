@@ -11,27 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from callwarden.calls import Hotkey, HotkeyPressed
-from callwarden.decisions import (
-    Alert,
-    CallFacts,
-    CallMemory,
-    Decision,
-    Hangup,
-    Outcome,
-    PendingCallback,
-    Redirect,
-    SetVar,
-    StoreCallback,
-    StoreIncident,
-    decide,
-    decide_caller_gone,
-    decide_number_entered,
-    decide_unanswered,
-    memory_from_audit,
-)
-from callwarden.policy import Policy, load_policy
-from callwarden.records import CallbackReason
+from callwarden.policy.commands import Alert, Decision, Hangup, Redirect, SetVar, StoreCallback, StoreIncident
+from callwarden.policy.decide import decide
+from callwarden.policy.follow_ups import decide_caller_gone, decide_number_entered, decide_unanswered
+from callwarden.policy.rules import Policy, load_policy
+from callwarden.policy.situation import CallFacts
+from callwarden.records import CallbackReason, Outcome
+from callwarden.state.events import Hotkey, HotkeyPressed
+from callwarden.state.memory import CallMemory, PendingCallback, memory_from_audit
 
 POLICY = load_policy(Path(__file__).resolve().parents[2] / "config" / "policy.toml")
 T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
@@ -53,6 +40,11 @@ def press(hotkey: Hotkey, agent: str = "agent1", caller: str | None = CALLER) ->
     )
 
 
+def after(decision: Decision | None, before: CallMemory) -> CallMemory:
+    """The call's memory after a decision (decisions are pure: they return it)."""
+    return decision.memory if decision is not None and decision.memory is not None else before
+
+
 def redirect_of(decision: Decision) -> Redirect:
     (redirect,) = [c for c in decision.commands if isinstance(c, Redirect)]
     return redirect
@@ -66,7 +58,9 @@ def test_warn_moves_both_legs_into_the_warning() -> None:
     assert SetVar(CALLER, "CALLWARDEN_PEER", AGENT) in decision.commands
     assert SetVar(CALLER, "CHANNEL(language)", "en") in decision.commands
     assert any(isinstance(c, StoreIncident) and c.incident.kind == "warn" for c in decision.commands)
-    assert memory.warnings == [T0] and memory.busy is Hotkey.WARN
+    assert memory == CallMemory()  # not changed: the decision carries the next memory
+    memory = after(decision, memory)
+    assert memory.warnings == (T0,) and memory.busy is Hotkey.WARN
     assert decision.audit.policy_version == POLICY.version and decision.audit.action == "warn"
 
 
@@ -76,11 +70,11 @@ def test_end_without_warning_is_refused_and_warns_instead() -> None:
     assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "no_warning_yet")
     assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-warn", AGENT, "callwarden-agent-end-refused")
     assert decision.audit.outcome == "refused" and decision.audit.detail["instead"] == "warn"
-    assert memory.warnings == [T0]  # the warning played instead counts
+    assert after(decision, memory).warnings == (T0,)  # the warning played instead counts
 
 
 def test_end_too_soon_after_warning_is_refused_and_the_agent_hears_why() -> None:
-    memory = CallMemory(warnings=[T0])
+    memory = CallMemory(warnings=(T0,))
     decision = decide(press(Hotkey.END), memory, FACTS, POLICY, T0 + dt.timedelta(seconds=2))
     assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "too_soon_after_warning")
     # The caller hears the warning (on_refused = "warn"); the agent hears "too soon", not "warn first".
@@ -88,11 +82,11 @@ def test_end_too_soon_after_warning_is_refused_and_the_agent_hears_why() -> None
 
 
 def test_end_after_warning_is_approved() -> None:
-    memory = CallMemory(warnings=[T0])
+    memory = CallMemory(warnings=(T0,))
     decision = decide(press(Hotkey.END), memory, FACTS, POLICY, T0 + dt.timedelta(seconds=6))
     assert (decision.outcome, decision.reason) == (Outcome.APPROVED, "end_approved")
     assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-end", AGENT, "callwarden-agent-end")
-    assert memory.finished
+    assert after(decision, memory).finished
 
 
 def test_end_refused_with_nothing_instead(tmp_path: Path) -> None:
@@ -107,19 +101,19 @@ def test_end_refused_with_nothing_instead(tmp_path: Path) -> None:
         "callwarden-agent-end-refused-resume",
     )
     assert not any(isinstance(c, StoreIncident) for c in decision.commands)
-    too_soon = decide(press(Hotkey.END), CallMemory(warnings=[T0]), FACTS, policy, T0 + dt.timedelta(seconds=1))
+    too_soon = decide(press(Hotkey.END), CallMemory(warnings=(T0,)), FACTS, policy, T0 + dt.timedelta(seconds=1))
     assert redirect_of(too_soon).extra_context == "callwarden-agent-end-too-soon-resume"
 
 
 def test_too_many_ends_raise_an_alert() -> None:
     facts = CallFacts(True, "100", "+493012345678", ends_by_agent_last_hour=POLICY.limits.max_ends_per_hour)
-    decision = decide(press(Hotkey.END), CallMemory(warnings=[T0]), facts, POLICY, T0 + dt.timedelta(minutes=1))
+    decision = decide(press(Hotkey.END), CallMemory(warnings=(T0,)), facts, POLICY, T0 + dt.timedelta(minutes=1))
     assert decision.outcome is Outcome.APPROVED
     assert any(isinstance(c, Alert) and c.kind == "ends_per_hour_exceeded" for c in decision.commands)
 
 
 def test_not_permitted_agent_is_refused_and_told() -> None:
-    decision = decide(press(Hotkey.END, agent="agent2"), CallMemory(warnings=[T0]), FACTS, POLICY, T0)
+    decision = decide(press(Hotkey.END, agent="agent2"), CallMemory(warnings=(T0,)), FACTS, POLICY, T0)
     assert (decision.outcome, decision.reason) == (Outcome.REFUSED, "not_permitted")
     redirect = redirect_of(decision)
     assert (redirect.context, redirect.extra_context) == ("callwarden-caller-hold", "callwarden-agent-refused")
@@ -148,12 +142,12 @@ def test_handover_routes_by_dialed_number() -> None:
     assert decision.outcome is Outcome.APPROVED and decision.reason == "route_billing"
     assert SetVar(CALLER, "CALLWARDEN_TARGETS", "PJSIP/colleague1^PJSIP/colleague2") in decision.commands
     assert redirect_of(decision) == Redirect(CALLER, "callwarden-caller-handover", AGENT, "callwarden-agent-release")
+    memory = after(decision, memory)
     assert memory.handover_team == "billing" and memory.finished
 
 
 def test_handover_unanswered_records_a_callback_for_the_team_then_tells_the_caller() -> None:
-    memory = CallMemory()
-    decide(press(Hotkey.HANDOVER), memory, FACTS, POLICY, T0)
+    memory = after(decide(press(Hotkey.HANDOVER), CallMemory(), FACTS, POLICY, T0), CallMemory())
     decision = decide_unanswered(memory, FACTS, POLICY, T0 + dt.timedelta(seconds=40))
     assert decision is not None
     store, redirect = decision.commands
@@ -162,7 +156,7 @@ def test_handover_unanswered_records_a_callback_for_the_team_then_tells_the_call
     assert (store.callback.assignee, store.callback.caller_number) == ("billing", "+493012345678")
     assert store.callback.due == T0 + dt.timedelta(seconds=40, hours=POLICY.callbacks.due_hours)
     assert redirect == Redirect(CALLER, "callwarden-caller-promise")
-    assert decide_unanswered(memory, FACTS, POLICY, T0) is None  # once only
+    assert decide_unanswered(after(decision, memory), FACTS, POLICY, T0) is None  # once only
 
 
 def test_call_back_later_records_first_then_announces() -> None:
@@ -177,7 +171,7 @@ def test_withheld_caller_is_asked_for_a_number() -> None:
     decision = decide(press(Hotkey.CALLBACK), memory, WITHHELD, POLICY, T0)
     assert not any(isinstance(c, StoreCallback) for c in decision.commands)
     assert redirect_of(decision).context == "callwarden-caller-callback-later-ask"
-    typed = decide_number_entered(memory, WITHHELD, "+4930555666777", POLICY, T0)
+    typed = decide_number_entered(after(decision, memory), WITHHELD, "+4930555666777", POLICY, T0)
     assert typed is not None and isinstance(typed.commands[0], StoreCallback)
     callback = typed.commands[0].callback
     assert (callback.reason, callback.caller_number, callback.note) == (CallbackReason.WITHHELD, "+4930555666777", None)
@@ -185,8 +179,7 @@ def test_withheld_caller_is_asked_for_a_number() -> None:
 
 
 def test_withheld_caller_typing_nothing_is_recorded_as_such() -> None:
-    memory = CallMemory()
-    decide(press(Hotkey.CALLBACK), memory, WITHHELD, POLICY, T0)
+    memory = after(decide(press(Hotkey.CALLBACK), CallMemory(), WITHHELD, POLICY, T0), CallMemory())
     typed = decide_number_entered(memory, WITHHELD, None, POLICY, T0)
     assert typed is not None and isinstance(typed.commands[0], StoreCallback)
     assert typed.commands[0].callback.caller_number is None
@@ -195,23 +188,21 @@ def test_withheld_caller_typing_nothing_is_recorded_as_such() -> None:
 
 
 def test_withheld_caller_hanging_up_before_typing_still_gets_a_callback() -> None:
-    memory = CallMemory()
-    decide(press(Hotkey.CALLBACK), memory, WITHHELD, POLICY, T0)
+    memory = after(decide(press(Hotkey.CALLBACK), CallMemory(), WITHHELD, POLICY, T0), CallMemory())
     gone = decide_caller_gone(memory, CALLER, WITHHELD, POLICY, T0)
     assert gone is not None and gone.reason == "caller_hung_up_before_number"
     (store,) = gone.commands
     assert isinstance(store, StoreCallback)
     assert (store.callback.caller_number, store.callback.note) == (None, "caller hung up before typing a number")
-    assert decide_caller_gone(memory, CALLER, WITHHELD, POLICY, T0) is None  # once
+    assert decide_caller_gone(after(gone, memory), CALLER, WITHHELD, POLICY, T0) is None  # once
 
 
 def test_caller_hanging_up_during_a_warning_releases_the_agent() -> None:
-    memory = CallMemory()
-    decide(press(Hotkey.WARN), memory, FACTS, POLICY, T0)
+    memory = after(decide(press(Hotkey.WARN), CallMemory(), FACTS, POLICY, T0), CallMemory())
     assert decide_caller_gone(memory, "PJSIP/other-1", FACTS, POLICY, T0) is None  # not our caller
     gone = decide_caller_gone(memory, CALLER, FACTS, POLICY, T0)
     assert gone is not None and gone.commands == (Hangup(AGENT),)
-    assert decide_caller_gone(memory, CALLER, FACTS, POLICY, T0) is None
+    assert decide_caller_gone(after(gone, memory), CALLER, FACTS, POLICY, T0) is None
 
 
 def test_timeout_carries_the_policy_seconds() -> None:
@@ -245,6 +236,7 @@ class CallMachine(RuleBasedStateMachine):
         facts = CallFacts(self.caller_present, "100", "+493012345678")
         decision = decide(press(hotkey, agent=agent), self.memory, facts, POLICY, self.now)
         self.last = decision
+        self.memory = after(decision, self.memory)
         assert decision.audit.policy_version == POLICY.version
         assert decision.audit.outcome == decision.outcome.value
         if before_busy is not None or before_finished or not self.caller_present:
@@ -272,7 +264,7 @@ class CallMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.memory.busy is not None and not self.memory.finished)
     @rule()
     def reconnected(self) -> None:
-        self.memory.busy = None  # what the daemon does on ChannelBridged
+        self.memory = self.memory.reconnected()  # what the daemon does on ChannelBridged
 
     @rule()
     def caller_hangs_up(self) -> None:
@@ -349,19 +341,15 @@ def test_memory_rebuilt_from_the_audit_rows_decides_as_the_live_one(
         decision = _step(step, live, policy, now)
         if decision is not None:
             rows.append(decision.audit)
-        live.busy = None  # the action done, both legs bridged again (Daemon.on_bridged)
+        live = dataclasses.replace(after(decision, live), busy=None)  # both legs bridged again (on_bridged)
     rebuilt = memory_from_audit(rows)
     assert _state(rebuilt) == _state(live)
-    after = now + dt.timedelta(seconds=POLICY.end.min_seconds_after_warning)
-    assert _said(_step(last, _copy(rebuilt), policy, after)) == _said(_step(last, _copy(live), policy, after))
+    later = now + dt.timedelta(seconds=POLICY.end.min_seconds_after_warning)
+    assert _said(_step(last, rebuilt, policy, later)) == _said(_step(last, live, policy, later))
 
 
 def _said(decision: Decision | None) -> tuple[Outcome, str] | None:
     return (decision.outcome, decision.reason) if decision is not None else None
-
-
-def _copy(memory: CallMemory) -> CallMemory:
-    return dataclasses.replace(memory, warnings=list(memory.warnings))
 
 
 def test_memory_from_audit_ignores_steps_rejections_and_failures() -> None:
@@ -376,7 +364,7 @@ def test_memory_from_audit_ignores_steps_rejections_and_failures() -> None:
         ),
     ]
     rebuilt = memory_from_audit([warn, *noise])
-    assert (rebuilt.warnings, rebuilt.finished) == ([T0], False)
+    assert (rebuilt.warnings, rebuilt.finished) == ((T0,), False)
     assert memory_from_audit([]) == CallMemory()
 
 
@@ -401,9 +389,10 @@ def test_every_context_a_decision_can_use_is_in_the_dialplan() -> None:
             for warnings, now in (([], T0), ([T0], T0 + dt.timedelta(seconds=1)), ([T0], later)):
                 for agent in ("agent1", "agent9"):  # permitted, not permitted
                     for facts in (FACTS, WITHHELD):
-                        memory = CallMemory(warnings=list(warnings))
-                        note(decide(press(hotkey, agent), memory, facts, policy, now))
-                        memory.busy = None
+                        memory = CallMemory(warnings=tuple(warnings))
+                        decision = decide(press(hotkey, agent), memory, facts, policy, now)
+                        note(decision)
+                        memory = dataclasses.replace(after(decision, memory), busy=None)
                         note(decide_unanswered(memory, facts, policy, now))
                         for number in ("+493012345678", None):
                             pending = CallMemory(origin=press(hotkey), pending_callback=waiting)

@@ -18,17 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callwarden.ami.framing import MAX_GREETING, TAMPERED_HEADER, Frame, FrameDecoder, parse_frame
-from callwarden.calls import (
+from callwarden.state.channels import is_local, plausible_channel
+from callwarden.state.events import (
     HOTKEY_USEREVENT,
-    CallTracker,
     DomainEvent,
     Hotkey,
     HotkeyPressed,
     HotkeyRejected,
     HotkeyRejection,
-    is_local,
-    plausible_channel,
 )
+from callwarden.state.tracker import CallTracker
 from tests.unit.transcripts import transcript
 
 MAX_FRAME = 600
@@ -128,6 +127,7 @@ def hotkey_frames(draw: st.DrawFn) -> bytes:
         "UserEvent": draw(st.one_of(st.just(HOTKEY_USEREVENT), st.sampled_from([HOTKEY_USEREVENT.lower(), "Other"]))),
         "Hotkey": draw(st.sampled_from([*(h.value for h in Hotkey), "END", "explode", ""])),
         "BridgePeer": draw(st.sampled_from(CHANNELS)),
+        "Leg": draw(st.sampled_from(["agent", "agent", ""])),
     }
     missing = draw(st.sets(st.sampled_from(sorted(headers)), max_size=2))
     lines = [f"{key}: {value}" for key, value in headers.items() if key not in missing]
@@ -177,7 +177,8 @@ def trusted_press(tracker: CallTracker, frame: Frame) -> bool:
     if not plausible_channel(name) or is_local(name):
         return False
     channel = tracker.channel_by_name(name)
-    return channel is not None and channel.uniqueid == frame.get("Uniqueid")
+    # and the dialplan marked the pressing channel as an agent's leg
+    return channel is not None and channel.uniqueid == frame.get("Uniqueid") and frame.get("Leg") == "agent"
 
 
 def check_tracker(tracker: CallTracker, newchannels: int) -> None:
@@ -265,7 +266,13 @@ def test_recorded_call_with_a_hostile_frame_spliced_in(hostile: str, hotkey: str
 def test_hotkey_event_without_uniqueid_is_rejected_and_counted() -> None:
     tracker = CallTracker()
     tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/agent1-1", "Uniqueid": "a1", "Linkedid": "c1"})
-    event = {"Event": "UserEvent", "UserEvent": HOTKEY_USEREVENT, "Hotkey": "end", "Channel": "PJSIP/agent1-1"}
+    event = {
+        "Event": "UserEvent",
+        "UserEvent": HOTKEY_USEREVENT,
+        "Hotkey": "end",
+        "Channel": "PJSIP/agent1-1",
+        "Leg": "agent",
+    }
     reasons = []
     for forged in (event, event | {"Uniqueid": "a2"}, event | {"Channel": "PJSIP/agent2-9", "Uniqueid": "a1"}):
         (rejected,) = tracker.handle(forged)

@@ -18,21 +18,24 @@ from panoramisk.actions import Action
 
 from callwarden.ami.client import AmiClient, AmiNotConnectedError, PreparedAction
 from callwarden.ami.framing import CHANNEL_HEADERS, UnsafeActionError, check_action
-from callwarden.calls import (
-    HOTKEY_TOKEN_HEADER,
+from callwarden.config import AmiConfig
+from callwarden.effects.executor import Executor
+from callwarden.numbers import dialplan_keys, to_e164
+from callwarden.policy.commands import Hangup, Redirect, SetVar, StoreCallback
+from callwarden.policy.decide import decide
+from callwarden.policy.rules import load_policy
+from callwarden.policy.situation import CallFacts
+from callwarden.state.events import (
     HOTKEY_USEREVENT,
-    CallTracker,
     Hotkey,
     HotkeyPressed,
     HotkeyRejected,
     HotkeyRejection,
     HotkeyUntracked,
 )
-from callwarden.config import AmiConfig
-from callwarden.decisions import CallFacts, CallMemory, Hangup, Redirect, SetVar, StoreCallback, decide
-from callwarden.executor import Executor
-from callwarden.numbers import dialplan_keys, to_e164
-from callwarden.policy import load_policy
+from callwarden.state.memory import CallMemory
+from callwarden.state.tracker import CallTracker
+from callwarden.state.trust import HOTKEY_TOKEN_HEADER
 from callwarden.store import AsyncStore, Store
 
 POLICY = load_policy(Path(__file__).resolve().parents[2] / "config" / "policy.toml")
@@ -105,6 +108,7 @@ def _press(tracker: CallTracker, hotkey: str, **headers: str) -> list[object]:
         "Uniqueid": "a1",
         "Linkedid": "c1",
         "Hotkey": hotkey,
+        "Leg": "agent",
         "BridgePeer": CALLER,
     }
     return list(tracker.handle(event | headers))
@@ -240,7 +244,8 @@ async def test_executor_sends_nothing_unsafe(agent_channel: str, caller_channel:
     decision = decide(_press_of(agent_channel, caller_channel), CallMemory(), FACTS, POLICY, T0)
     ami = CheckingAmi()
     assert not await Executor(ami=ami, store=store).execute(decision)
-    assert ami.sent == []
+    # None of the decision's actions; only the repeat-caller flags its stored incident leads to.
+    assert [a for a in ami.sent if not a["Variable"].startswith("CALLWARDEN_FLAG_")] == []
     failed = [r for r in await store.list_audit(linkedid="c1") if r.outcome == "failed"]
     assert len(failed) == 1 and failed[0].reason.startswith("unsafe_value")
 
@@ -324,7 +329,7 @@ def test_a_press_with_the_token_from_a_channel_not_tracked_asks_to_catch_up() ->
     tracker.handle({"Event": "Hangup", "Channel": AGENT, "Uniqueid": "a1", "Linkedid": "c1"})
     (event,) = _press(tracker, "warn", **{HOTKEY_TOKEN_HEADER: "s3cret-token"})
     assert isinstance(event, HotkeyUntracked)
-    assert (event.hotkey, event.agent_channel, event.missing, event.linkedid) == ("warn", AGENT, AGENT, "c1")
+    assert (event.hotkey, event.agent_channel, event.missing, event.linkedid) == ("warn", AGENT, (AGENT,), "c1")
     assert not any(tracker.rejected.values())
 
 
@@ -335,7 +340,7 @@ def test_a_press_naming_a_bridge_peer_not_tracked_asks_to_catch_up_too() -> None
     tracker.handle({"Event": "Hangup", "Channel": CALLER, "Uniqueid": "c1", "Linkedid": "c1"})
     (event,) = _press(tracker, "handover", **{HOTKEY_TOKEN_HEADER: "s3cret-token"})
     assert isinstance(event, HotkeyUntracked)
-    assert (event.agent_channel, event.missing) == (AGENT, CALLER)
+    assert (event.agent_channel, event.missing) == (AGENT, (CALLER,))
     tracker.handle(
         {"Event": "Newchannel", "Channel": CALLER, "Uniqueid": "c1", "Linkedid": "c1", "CallerIDNum": "+4930"}
     )

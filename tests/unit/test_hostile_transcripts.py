@@ -25,7 +25,8 @@ from __future__ import annotations
 import pytest
 
 from callwarden.ami.framing import TAMPERED_HEADER, Frame
-from callwarden.calls import HOTKEY_USEREVENT, CallTracker, HotkeyPressed, HotkeyRejection
+from callwarden.state.events import HOTKEY_USEREVENT, HotkeyPressed, HotkeyRejection
+from callwarden.state.tracker import CallTracker
 from tests.unit.transcripts import frames_of, transcript
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from callwarden.calls import Hotkey
 from callwarden.config import ConfigError
-from callwarden.policy import Policy, load_policy, parse_policy
+from callwarden.policy.rules import Policy, load_policy, parse_policy
+from callwarden.state.events import Hotkey
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "config" / "policy.toml"

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from callwarden.calls import CallTracker, HotkeyPressed
-from callwarden.resync import resync_events, status_item
+from callwarden.state.events import HotkeyPressed
+from callwarden.state.resync import resync_events, status_item
+from callwarden.state.tracker import CallTracker
 
 
 def show(name: str, uniqueid: str, linkedid: str, num: str, bridge: str = "") -> dict[str, str]:
@@ -35,6 +36,7 @@ def test_calls_started_while_away_become_tracked_and_their_hotkeys_work() -> Non
             "Uniqueid": "a1",
             "Linkedid": "c1",
             "Hotkey": "warn",
+            "Leg": "agent",
             "BridgePeer": "PJSIP/caller1-1",
         }
     )

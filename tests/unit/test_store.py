@@ -21,9 +21,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from structlog.testing import capture_logs
 
-from callwarden.calls import Hotkey
-from callwarden.decisions import CallMemory, decide
-from callwarden.events import decision_events
+from callwarden.effects.outbox_events import decision_events
+from callwarden.policy.decide import decide
 from callwarden.records import (
     AuditEntry,
     AuditRecord,
@@ -33,6 +32,8 @@ from callwarden.records import (
     Incident,
     NewCallback,
 )
+from callwarden.state.events import Hotkey
+from callwarden.state.memory import CallMemory
 from callwarden.store import AsyncStore, CallbackNotFound, Store, StoreError, outbox
 from callwarden.store import queries as q
 from callwarden.store.aio import THREAD_NAME

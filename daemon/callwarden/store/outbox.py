@@ -9,27 +9,17 @@ deduplicate by ``id`` (at-least-once).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
-from callwarden.records import AuditEntry, Callback, Incident, NewCallback, require_aware
+from callwarden.records import AuditEntry, Callback, Incident, NewCallback, OutboxEvent, require_aware
 from callwarden.store import queries as q
 from callwarden.store.schema import outbox
 from callwarden.store.sync import Store
 from callwarden.store.writer import Writer
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutboxEvent:
-    event_id: str
-    topic: str  # suffix under callwarden/<site>/
-    payload: Mapping[str, Any]
-    created: datetime
-    site: str | None = None  # the [mqtt] site whose publisher sends it (None: any)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,6 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from importlib import resources
-from pathlib import Path
 
 from asgi_csrf import asgi_csrf  # type: ignore[import-untyped]
 from starlette.applications import Starlette
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from callwarden.config import Config
-from callwarden.policy import Policy, load_policy
+from callwarden.policy.rules import load_configured_policy
 from callwarden.store import AsyncStore
 from callwarden.web import auth, pages, reports, supervisor
 from callwarden.web.context import PolicyInfo, WebContext
@@ -36,8 +35,7 @@ STATIC = resources.files("callwarden.web").joinpath("static")
 
 def policy_info(config: Config) -> PolicyInfo:
     """Version and teams of the policy in force (the config's, or the shipped sample)."""
-    path = config.policy.path or Path(str(resources.files("callwarden").joinpath("data", "policy.toml")))
-    policy: Policy = load_policy(path)
+    policy = load_configured_policy(config.policy.path)
     return PolicyInfo(
         version=policy.version,
         approved_by=policy.policy.approved_by,

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from callwarden.records import AuditEntry, Callback, CallbackStatus, DetailValue
+from callwarden.records import AuditEntry, Callback, CallbackStatus, DetailValue, OutboxEvent
 from callwarden.store import Store
 from callwarden.store import queries as q
-from callwarden.store.outbox import OutboxEvent, insert_events
+from callwarden.store.outbox import insert_events
 from callwarden.store.schema import callback_attempts, callback_claims, callbacks, web_users
 from callwarden.store.writer import CoreWriter
 from callwarden.web.users import UserError, WebUser, lockout_after_failure

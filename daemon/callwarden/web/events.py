@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from callwarden.records import Callback
-from callwarden.store.outbox import OutboxEvent
+from callwarden.records import Callback, OutboxEvent
 from callwarden.web.db import Attempt
 
 SCHEMA = "callwarden.event/1"

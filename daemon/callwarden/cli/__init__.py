@@ -1,4 +1,4 @@
-"""Command line: ``callwarden run`` and ``callwarden check-config``."""
+"""Command line: ``callwarden run``, ``check-config``, and the store's commands (cli/store.py)."""
 
 from __future__ import annotations
 
@@ -8,27 +8,19 @@ from pathlib import Path
 import click
 
 from callwarden import __version__
-from callwarden.app import ExitCode, load_configured_policy
-from callwarden.app import run as run_daemon
+from callwarden.cli.options import CONFIG_OPTION
+from callwarden.cli.store import audit, callbacks, purge
 from callwarden.config import Config, ConfigError, load_config
+from callwarden.exit_codes import ExitCode
 from callwarden.logs import configure_logging
-from callwarden.policy import Policy
-
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="CALLWARDEN_CONFIG",
-    default=None,
-    help="TOML config file (default: embedded defaults for the lab PBX). Env: CALLWARDEN_CONFIG.",
-)
+from callwarden.policy.rules import Policy, load_configured_policy
 
 
 def _load(config_path: Path | None) -> tuple[Config, Policy]:
     """Config and policy, validated; every error printed with its key path, then exit 78."""
     try:
         config = load_config(config_path)
-        return config, load_configured_policy(config)
+        return config, load_configured_policy(config.policy.path)
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(ExitCode.CONFIG)
@@ -46,6 +38,8 @@ def run(config_path: Path | None) -> None:
     """Run the daemon: connect to Asterisk's AMI and act on the agents' hotkeys."""
     config, policy = _load(config_path)  # validated before any socket opens
     configure_logging(config.log.level, config.log.format)
+    from callwarden.runtime.daemon import run as run_daemon  # noqa: PLC0415 (the daemon's imports are for `run` only)
+
     sys.exit(run_daemon(config, policy))
 
 
@@ -60,9 +54,6 @@ def check_config(config_path: Path | None) -> None:
         f"approved by {policy.policy.approved_by} on {policy.policy.approved_on}"
     )
 
-
-# The store's commands (supervisors): cli_store imports CONFIG_OPTION from here.
-from callwarden.cli_store import audit, callbacks, purge  # noqa: E402
 
 main.add_command(callbacks)
 main.add_command(audit)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from callwarden.calls import Hotkey
 from callwarden.config import ConfigError, format_validation_error
+from callwarden.state.events import Hotkey
 
 # A dial target the daemon may put into the dialplan: technology/resource, nothing else.
 DIAL_TARGET = re.compile(r"^(PJSIP|SIP|IAX2|DAHDI|Local)/[A-Za-z0-9_.@+-]+$")
@@ -208,3 +209,14 @@ def load_policy(path: Path) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
     return parse_policy(data, str(path))
+
+
+def default_policy() -> Policy:
+    """The shipped sample policy (daemon/callwarden/data/policy.toml)."""
+    text = resources.files("callwarden").joinpath("data/policy.toml").read_text(encoding="utf-8")
+    return parse_policy(tomllib.loads(text), "<shipped policy>")
+
+
+def load_configured_policy(path: Path | None) -> Policy:
+    """The policy the config names ([policy] path), or the shipped sample."""
+    return load_policy(path) if path else default_policy()

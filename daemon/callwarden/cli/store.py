@@ -1,46 +1,45 @@
 """Supervisor commands on the store: ``callwarden callbacks|audit|purge``.
 
 These show caller numbers in full: they are the supervisors' tool for calling back. Output is
-a table, one JSON array, or CSV with a header row. Registered in ``callwarden.cli`` (import
-that module, not this one, to get the ``callwarden`` group).
+a table, one JSON array, or CSV with a header row. Registered in ``callwarden.cli``.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import getpass
-import io
 import json
-import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from callwarden.cli import CONFIG_OPTION
+from callwarden.cli.options import CONFIG_OPTION
+from callwarden.cli.output import (
+    AUDIT_FIELDS,
+    CALLBACK_FIELDS,
+    F,
+    emit,
+    format_options,
+    jsonable,
+    printable,
+    short_time,
+    table,
+    text,
+)
 from callwarden.config import ConfigError, load_config
+from callwarden.exit_codes import ExitCode
 from callwarden.logs import configure_logging
-from callwarden.policy import RetentionRules
-from callwarden.records import AuditRecord, Callback, CallbackStatus
+from callwarden.policy.rules import RetentionRules, load_configured_policy
+from callwarden.records import CallbackStatus
 from callwarden.store import Store, StoreError
 from callwarden.store.engine import database_url, describe_location, sqlite_file
 
 DEFAULT_DB = "/var/lib/callwarden/callwarden.db"
-EXIT_CONFIG = 78  # sysexits EX_CONFIG, as callwarden.app.ExitCode.CONFIG
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-CALLBACK_FIELDS = [f.name for f in dataclasses.fields(Callback)]
-CALLBACK_FIELDS.insert(0, CALLBACK_FIELDS.pop(CALLBACK_FIELDS.index("id")))
-AUDIT_FIELDS = [f.name for f in dataclasses.fields(AuditRecord)]
-AUDIT_FIELDS.insert(0, AUDIT_FIELDS.pop(AUDIT_FIELDS.index("id")))
 
 # -- where the store is ---------------------------------------------------------------------------
 
@@ -68,7 +67,7 @@ def store_location(config_path: Path | None, db: str) -> str:
         config = load_config(config_path)
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
-        sys.exit(EXIT_CONFIG)
+        sys.exit(ExitCode.CONFIG)
     path = getattr(getattr(config, "store", None), "path", None)
     return str(path) if path else db
 
@@ -88,84 +87,6 @@ def open_store(config_path: Path | None, db: str) -> Iterator[Store]:
             yield store
     except StoreError as exc:
         raise click.ClickException(f"store {describe_location(location)}: {exc}") from None
-
-
-# -- output ---------------------------------------------------------------------------------------
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_PLAIN_NUMBER = re.compile(r"\+?[0-9]+")
-
-
-def _printable(text: str) -> str:
-    """Control characters (e.g. terminal escapes in a caller-supplied name) made visible."""
-    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
-
-
-def _csv_cell(value: object) -> str:
-    """Text for a CSV cell; what a spreadsheet would run as a formula gets a leading apostrophe."""
-    text = "" if value is None else _printable(_text(value))
-    if text[:1] in ("=", "+", "-", "@") and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
-
-
-def _text(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _jsonable(record: Callback | AuditRecord, fields: Sequence[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for name in fields:
-        value = getattr(record, name)
-        out[name] = value.isoformat() if isinstance(value, datetime) else value
-    return out
-
-
-def _short_time(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value is not None else "-"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[_printable(str(cell)) if cell not in (None, "") else "-" for cell in row] for row in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def emit(records: Sequence[Callback | AuditRecord], fields: Sequence[str], fmt: str) -> None:
-    """Write ``records`` as one JSON array or as CSV with a header row."""
-    if fmt == "json":
-        click.echo(json.dumps([_jsonable(r, fields) for r in records], indent=2))
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(fields)
-    writer.writerows([_csv_cell(getattr(r, name)) for name in fields] for r in records)
-    click.echo(buffer.getvalue(), nl=False)
-
-
-FORMATS = {"table": "Output a table", "json": "Output one JSON array", "csv": "Output CSV with a header row"}
-
-
-def format_options(*formats: str, default: str) -> Callable[[F], F]:
-    """Mutually exclusive ``--table``/``--json``/``--csv`` flags setting ``fmt``."""
-
-    def decorate(f: F) -> F:
-        for fmt in reversed(formats):
-            if fmt == default:  # (default=False on the others would make click pick the last one)
-                f = click.option(f"--{fmt}", "fmt", flag_value=fmt, default=True, help=f"{FORMATS[fmt]} (default).")(f)
-            else:
-                f = click.option(f"--{fmt}", "fmt", flag_value=fmt, help=f"{FORMATS[fmt]}.")(f)
-        return f
-
-    return decorate
 
 
 def _since(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -215,17 +136,17 @@ def callbacks_list(config_path: Path | None, db: str, status: str, limit: int | 
     rows = [
         [
             c.id,
-            _short_time(c.created),
+            short_time(c.created),
             c.caller_number or "withheld",
             c.caller_name,
             c.reason.value,
             c.assignee,
-            _short_time(c.due),
+            short_time(c.due),
             c.status.value,
         ]
         for c in found
     ]
-    click.echo(_table(headers, rows) if rows else f"no {'' if status == 'all' else status + ' '}callbacks")
+    click.echo(table(headers, rows) if rows else f"no {'' if status == 'all' else status + ' '}callbacks")
 
 
 @callbacks.command("show")
@@ -239,12 +160,12 @@ def callbacks_show(config_path: Path | None, db: str, callback_id: int, as_json:
     if callback is None:
         raise click.ClickException(f"no callback with id {callback_id}")
     if as_json:
-        click.echo(json.dumps(_jsonable(callback, CALLBACK_FIELDS), indent=2))
+        click.echo(json.dumps(jsonable(callback, CALLBACK_FIELDS), indent=2))
         return
     width = max(map(len, CALLBACK_FIELDS))
     for name in CALLBACK_FIELDS:
         value = getattr(callback, name)
-        click.echo(f"{name.ljust(width)}  {_printable(_text(value)) if value is not None else '-'}")
+        click.echo(f"{name.ljust(width)}  {printable(text(value)) if value is not None else '-'}")
 
 
 @callbacks.command("done")
@@ -260,7 +181,7 @@ def callbacks_done(config_path: Path | None, db: str, callback_id: int, by: str 
         raise click.ClickException(f"no callback with id {callback_id}")
     if callback.done_at != now:
         click.echo(
-            f"callback {callback_id} was already done by {callback.done_by} at {_short_time(callback.done_at)} UTC"
+            f"callback {callback_id} was already done by {callback.done_by} at {short_time(callback.done_at)} UTC"
         )
     else:
         click.echo(f"callback {callback_id} done by {who}")
@@ -308,10 +229,10 @@ def audit_list(
         return
     headers = ["id", "at (UTC)", "linkedid", "agent", "caller number", "action", "outcome", "reason", "policy"]
     rows = [
-        [a.id, _short_time(a.at), a.linkedid, a.agent, a.caller_number, a.action, a.outcome, a.reason, a.policy_version]
+        [a.id, short_time(a.at), a.linkedid, a.agent, a.caller_number, a.action, a.outcome, a.reason, a.policy_version]
         for a in found
     ]
-    click.echo(_table(headers, rows) if rows else "no audit entries")
+    click.echo(table(headers, rows) if rows else "no audit entries")
 
 
 @audit.command("export")
@@ -331,13 +252,11 @@ DAYS = click.IntRange(min=1)
 
 
 def _policy_retention(config_path: Path | None) -> RetentionRules:
-    from callwarden.app import load_configured_policy  # noqa: PLC0415 (the CLI loads the daemon lazily)
-
     try:
-        return load_configured_policy(load_config(config_path)).retention
+        return load_configured_policy(load_config(config_path).policy.path).retention
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
-        sys.exit(78)  # as every command: a bad configuration is EX_CONFIG
+        sys.exit(ExitCode.CONFIG)  # as every command: a bad configuration is EX_CONFIG
 
 
 @click.command("purge")

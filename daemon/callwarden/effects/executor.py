@@ -1,7 +1,9 @@
 """Carries out a decision's commands: the store first (committed), then AMI, in order.
 
 The only place where decisions meet I/O. Every outcome, including failures, ends up in the
-audit trail and in one canonical log line.
+audit trail and in one canonical log line. A decision's follow-ups that need the store's
+answer (is this caller a repeat caller now?) are decided here by the pure policy function and
+carried out the same way.
 """
 
 from __future__ import annotations
@@ -15,11 +17,23 @@ import structlog
 
 from callwarden.ami.client import AmiError
 from callwarden.ami.framing import UnsafeActionError, check_action
-from callwarden.decisions import Alert, Command, Decision, Hangup, Redirect, SetVar, StoreCallback, StoreIncident
+from callwarden.effects import audit
+from callwarden.effects.ami_actions import ChannelIsCurrent, ami_action, stale_target
+from callwarden.effects.outbox_events import Outbox
 from callwarden.logs import mask_number
-from callwarden.records import AuditEntry, Incident
+from callwarden.policy.commands import (
+    Alert,
+    AmiCommand,
+    Command,
+    Decision,
+    FlagIfRepeatCaller,
+    StoreCallback,
+    StoreIncident,
+)
+from callwarden.policy.repeat_callers import decide_flag
+from callwarden.records import AuditEntry
 from callwarden.store import Store as SyncStore
-from callwarden.store.outbox import EventFactory, Recorded, record_decision
+from callwarden.store.outbox import Recorded, record_decision
 
 log = structlog.get_logger("callwarden.executor")
 
@@ -31,38 +45,8 @@ class Ami(Protocol):
 
 class Store(Protocol):
     async def add_audit(self, entry: AuditEntry) -> int: ...
+    async def count_incidents(self, caller_number: str, since: dt.datetime) -> int: ...
     def submit(self, fn: Callable[[SyncStore], Recorded]) -> Awaitable[Recorded]: ...
-
-
-AmiCommand = SetVar | Redirect | Hangup
-
-
-def ami_action(command: AmiCommand) -> dict[str, str]:
-    """The AMI action for a command (checked for injection when sent)."""
-    match command:
-        case SetVar(channel=None, name=name, value=value):
-            return {"Action": "Setvar", "Variable": name, "Value": value}
-        case SetVar(channel=str() as channel, name=name, value=value):
-            return {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
-        case Hangup(channel=channel, cause=cause):
-            return {"Action": "Hangup", "Channel": channel, "Cause": str(cause)}
-        case Redirect():
-            action = {
-                "Action": "Redirect",
-                "Channel": command.channel,
-                "Context": command.context,
-                "Exten": "s",
-                "Priority": "1",
-            }
-            if command.extra_channel is not None and command.extra_context is not None:
-                action |= {
-                    "ExtraChannel": command.extra_channel,
-                    "ExtraContext": command.extra_context,
-                    "ExtraExten": "s",
-                    "ExtraPriority": "1",
-                }
-            return action
-    raise TypeError(command)  # pragma: no cover
 
 
 def _response_ok(reply: object) -> bool:
@@ -76,16 +60,16 @@ class Executor:
         *,
         ami: Ami,
         store: Store,
-        events: Callable[[Decision], EventFactory | None] = lambda _decision: None,
-        on_committed: Callable[[Decision], None] | None = None,
-        on_incident: Callable[[Incident], Awaitable[None]] | None = None,
+        outbox: Outbox | None = None,
+        is_current: ChannelIsCurrent | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
+        """``outbox``: the decisions' MQTT events go into the store with them (None: no MQTT).
+        ``is_current``: a command's channel must still be the one decided on (None: unchecked)."""
         self._ami = ami
         self._store = store
-        self._events = events
-        self._on_committed = on_committed
-        self._on_incident = on_incident
+        self._outbox = outbox
+        self._is_current = is_current
         self._clock = clock
 
     def start(self, decision: Decision, *, started: float | None = None) -> Coroutine[Any, Any, bool]:
@@ -96,14 +80,14 @@ class Executor:
         """
         callbacks = [c.callback for c in decision.commands if isinstance(c, StoreCallback)]
         incidents = [c.incident for c in decision.commands if isinstance(c, StoreIncident)]
-        events = self._events(decision)
+        events = self._outbox.events_of(decision) if self._outbox is not None else None
         prepared = self.prepare(decision.commands)
         committing = self._store.submit(
             lambda store: record_decision(
                 store, callbacks=callbacks, incidents=incidents, audit=decision.audit, events=events
             )
         )
-        return self._act(decision, committing, prepared, incidents, started)
+        return self._act(decision, committing, prepared, started)
 
     async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
         """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
@@ -114,15 +98,13 @@ class Executor:
         decision: Decision,
         committing: Awaitable[Recorded],
         prepared: list[Mapping[str, str]] | str,
-        incidents: list[Incident],
         started: float | None,
     ) -> bool:
         recorded = await committing
         bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
-        callback_ids = [c.id for c in recorded.callbacks]
         # Committed (records and their events together): now it may be acted on and announced.
-        if self._on_committed is not None:
-            self._on_committed(decision)
+        if self._outbox is not None:
+            self._outbox.committed()
         for alert in decision.commands:
             if isinstance(alert, Alert):
                 bound.warning("supervisor_alert", kind=alert.kind, alert_agent=alert.agent, **alert.detail)
@@ -135,33 +117,32 @@ class Executor:
             reason=decision.reason,
             caller_number=mask_number(decision.audit.caller_number),
             policy_version=decision.audit.policy_version,
-            callbacks=callback_ids or None,
+            callbacks=[c.id for c in recorded.callbacks] or None,
             ami_error=error,
             latency_ms=latency_ms,
         )
         if error is not None:
-            await self._store.add_audit(
-                AuditEntry(
-                    at=self._clock(),
-                    linkedid=decision.audit.linkedid,
-                    agent=decision.audit.agent,
-                    caller_number=decision.audit.caller_number,
-                    action=decision.action,
-                    outcome="failed",
-                    reason=error,
-                    policy_version=decision.audit.policy_version,
-                )
-            )
-        if self._on_incident is not None:
-            for incident in incidents:
-                await self._on_incident(incident)
+            await self._store.add_audit(audit.failure(decision, error, self._clock()))
+        for check in decision.commands:
+            if isinstance(check, FlagIfRepeatCaller):
+                await self._flag_if_repeat(check, decision.audit.policy_version)
         return error is None
+
+    async def _flag_if_repeat(self, check: FlagIfRepeatCaller, policy_version: str) -> None:
+        incidents = await self._store.count_incidents(check.caller_number, check.since)
+        flag = decide_flag(check, incidents, policy_version, self._clock())
+        if flag is not None:
+            await self.execute(flag)
 
     def prepare(self, commands: Sequence[Command]) -> list[Mapping[str, str]] | str:
         """The AMI actions of ``commands``, every one checked, the first also encoded (it is
         written as soon as the commit is done; the others are built while its reply is on the
-        way); if one is unsafe, what is wrong with it (then none of them is sent)."""
-        actions = [ami_action(command) for command in commands if isinstance(command, AmiCommand)]
+        way); if one is unsafe or names a channel that is no longer the one decided on, what
+        is wrong with it (then none of them is sent)."""
+        ami_commands = [command for command in commands if isinstance(command, AmiCommand)]
+        if self._is_current is not None and (stale := stale_target(ami_commands, self._is_current)) is not None:
+            return f"stale_channel: {stale} is no longer the channel decided on"
+        actions = [ami_action(command) for command in ami_commands]
         try:
             for action in actions:
                 check_action(action)

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 import aiomqtt
 import structlog
 
-from callwarden.ami.client import reconnect_delay
 from callwarden.config import MqttConfig
+from callwarden.retry import reconnect_delay
 from callwarden.store import AsyncStore, StoreError, outbox
 
 log = structlog.get_logger("callwarden.mqtt")

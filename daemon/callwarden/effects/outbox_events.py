@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from callwarden.decisions import Alert, Decision
 from callwarden.logs import mask_number
-from callwarden.records import Callback
-from callwarden.store.outbox import OutboxEvent
+from callwarden.policy.commands import Alert, Decision
+from callwarden.records import Callback, OutboxEvent
 
 SCHEMA = "callwarden.event/1"
 NewId = Callable[[], str]
+EventFactory = Callable[[list[Callback], int], list[OutboxEvent]]
 
 
 def _new_id() -> str:
@@ -47,9 +47,7 @@ def callback_data(callback: Callback) -> dict[str, Any]:
     }
 
 
-def decision_events(
-    decision: Decision, site: str, new_id: NewId = _new_id
-) -> Callable[[list[Callback], int], list[OutboxEvent]]:
+def decision_events(decision: Decision, site: str, new_id: NewId = _new_id) -> EventFactory:
     """The events one decision announces, built once its records have ids."""
 
     def build(callbacks: list[Callback], audit_id: int) -> list[OutboxEvent]:
@@ -81,3 +79,17 @@ def decision_events(
         return events
 
     return build
+
+
+class Outbox:
+    """The decisions' events for one site, and who to wake once they are committed."""
+
+    def __init__(self, *, site: str, wake: Callable[[], None]) -> None:
+        self._site = site
+        self._wake = wake
+
+    def events_of(self, decision: Decision) -> EventFactory:
+        return decision_events(decision, self._site)
+
+    def committed(self) -> None:
+        self._wake()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from callwarden.ami.framing import Frame
-from callwarden.calls import Channel, is_local
+from callwarden.state.channels import Channel, is_local
 
 
 def resync_events(

@@ -1,0 +1,1 @@
+"""Effects: what decisions' commands do to the store, AMI and MQTT."""

@@ -1,0 +1,191 @@
+"""The composition root: builds the daemon's parts and runs them in named phases (startup,
+main loop, shutdown). Signals only set flags. Every long-lived task runs in one supervising
+TaskGroup, so an exception in any of them ends the daemon loudly instead of vanishing in a
+stray Task; per-call tasks (:class:`TaskSet`) record their own failures.
+
+The parts: AMI client -> :class:`CallFlow` (state -> decision -> executor), :class:`Recovery`
+(after each login, and lost channels), :class:`Upkeep` (flags, purge, health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import secrets
+import signal
+
+import structlog
+
+from callwarden.ami.client import AmiClient, AmiError, AmiLoginRefusedError
+from callwarden.config import Config, ConfigError
+from callwarden.effects.mqtt import Publisher
+from callwarden.effects.outbox_events import Outbox
+from callwarden.exit_codes import ExitCode
+from callwarden.metrics import HttpServer, Metrics
+from callwarden.numbers import to_e164
+from callwarden.policy.commands import SetVar
+from callwarden.policy.rules import Policy, load_configured_policy
+from callwarden.runtime.handling import call_handling
+from callwarden.runtime.upkeep import Upkeep
+from callwarden.state.tracker import CallTracker
+from callwarden.store import AsyncStore, StoreError
+from callwarden.store.engine import describe_location
+
+log = structlog.get_logger("callwarden")
+
+INFLIGHT_GRACE = 0.5  # seconds for actions under way to finish on SIGTERM
+SHUTDOWN_GRACE = 1.0  # seconds to say goodbye to the broker and AMI: exit stays under 2 s
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to end the main loop."""
+
+
+class Daemon:
+    def __init__(self, *, config: Config, policy: Policy, store: AsyncStore) -> None:
+        self.config, self.policy, self.store = config, policy, store
+        token = config.ami.hotkey_token
+        self.hotkey_token = token.get_secret_value() if token else secrets.token_urlsafe(24)
+        country = config.callbacks.default_country_code
+        self.tracker = CallTracker(
+            hotkey_token=self.hotkey_token, normalize_number=functools.partial(to_e164, country_code=country)
+        )
+        self.metrics = Metrics()
+        self.publisher = Publisher(config=config.mqtt, store=store) if config.mqtt.enabled else None
+        outbox = Outbox(site=config.mqtt.site, wake=self.publisher.notify) if self.publisher else None
+        self.ami = AmiClient(
+            config=config.ami,
+            on_event=lambda frame: self.flow.feed(frame),  # noqa: PLW0108 (self.flow is built below)
+            on_login=self.on_login,
+            read_events=self.tracker.subscribed,  # what the flow reads: the rest is dropped unparsed
+        )
+        parts = call_handling(
+            ami=self.ami,
+            store=store,
+            tracker=self.tracker,
+            metrics=self.metrics,
+            policy=lambda: self.policy,
+            country_code=country,
+            outbox=outbox,
+        )
+        self.book, self.tasks, self.executor = parts.book, parts.tasks, parts.executor
+        self.recovery, self.flow = parts.recovery, parts.flow
+        http = config.http
+        self.http = HttpServer(host=http.host, port=http.port, metrics=self.metrics) if http.enabled else None
+        self.upkeep = Upkeep(
+            config=config,
+            policy=lambda: self.policy,
+            store=store,
+            executor=self.executor,
+            ami=self.ami,
+            tracker=self.tracker,
+            metrics=self.metrics,
+            publisher=self.publisher,
+            http=self.http,
+        )
+        self.stop_requested = asyncio.Event()
+
+    async def on_login(self) -> None:
+        """After every login: the hotkey token for the dialplan, the calls, their memory, the flags."""
+        error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
+        if error:
+            log.error("hotkey_token_not_set", error=error)
+        await self.recovery.resync()
+        await self.recovery.restore_memory()
+        await self.upkeep.sync_flags()
+
+    def reload_policy(self) -> None:
+        try:
+            policy = load_configured_policy(self.config.policy.path)
+        except ConfigError as exc:
+            path = str(self.config.policy.path)
+            log.error("policy_reload_rejected", path=path, errors=exc.errors, kept_version=self.policy.version)
+            return
+        log.info("policy_reloaded", old_version=self.policy.version, version=policy.version)
+        self.policy = policy
+        if self.ami.logged_in.is_set():  # the repeat-caller rules may have changed
+            self.tasks.spawn(self.upkeep.sync_flags(), "policy-sync")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def serve(self) -> ExitCode:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+        log.info(
+            "startup",
+            ami=f"{self.config.ami.host}:{self.config.ami.port}",
+            policy_version=self.policy.version,
+            policy_approved_by=self.policy.policy.approved_by,
+        )
+        code = ExitCode.OK
+        if self.http is not None:
+            self.http.start()
+        await self.recovery.restore_ends()
+        # Start-up objects (modules, config, policy) never die: keep them out of every future
+        # full collection, which would otherwise scan them on the hotkey's path.
+        gc.collect()
+        gc.freeze()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self.tasks.attach(group)
+                group.create_task(self.ami.run(), name="ami")
+                group.create_task(self.upkeep.purge_daily(), name="purge")
+                group.create_task(self.upkeep.watch_health(), name="health")
+                if self.publisher is not None:
+                    group.create_task(self.publisher.run(), name="mqtt")
+                group.create_task(self._wait_for_stop(), name="stop")
+        except* _Stop:
+            pass
+        except* AmiLoginRefusedError as group_error:
+            log.error("ami_login_refused", error=str(group_error.exceptions[0]))
+            code = ExitCode.AMI_LOGIN_REFUSED
+        finally:
+            self.tasks.attach(None)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            if self.http is not None:
+                self.http.stop()
+            await self.store.close()
+        log.info("shutdown_complete", exit_code=int(code))
+        return code
+
+    def request_stop(self, sig: signal.Signals | None = None) -> None:
+        log.info("stop_requested", signal=sig.name if sig else None)
+        self.stop_requested.set()
+
+    async def _wait_for_stop(self) -> None:
+        await self.stop_requested.wait()
+        log.info("shutdown", inflight=len(self.tasks))
+        await self.tasks.drain(INFLIGHT_GRACE)  # actions under way finish (bounded); the rest is cancelled
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                if self.publisher is not None:
+                    await self.publisher.stop()
+                await self.ami.close()
+        except (TimeoutError, AmiError):
+            log.warning("shutdown_timeout", phase="close")
+        raise _Stop
+
+
+async def _main(config: Config, policy: Policy) -> ExitCode:
+    if config.policy.path is None:
+        log.warning("policy_is_the_shipped_sample", hint="set [policy] path to the policy your supervisors approved")
+    try:
+        store = await AsyncStore.open(config.store.path)
+    except StoreError as exc:
+        log.error("store_open_failed", store=describe_location(config.store.path), error=str(exc))
+        return ExitCode.STORE
+    try:
+        daemon = Daemon(config=config, policy=policy, store=store)
+    except OSError as exc:  # the metrics/health port is taken or not allowed
+        log.error("http_bind_failed", address=f"{config.http.host}:{config.http.port}", error=str(exc))
+        await store.close()
+        return ExitCode.ERROR
+    return await daemon.serve()
+
+
+def run(config: Config, policy: Policy) -> int:
+    return int(asyncio.run(_main(config, policy)))

@@ -1,0 +1,69 @@
+"""The call-handling parts wired together: call state, the per-call book, the executor, the
+flow and its recovery. The daemon builds them here, and so do the in-process scenario tests
+(with a fake AMI), so both run the same wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from callwarden.effects.executor import Ami as ExecutorAmi
+from callwarden.effects.executor import Executor
+from callwarden.effects.executor import Store as ExecutorStore
+from callwarden.effects.outbox_events import Outbox
+from callwarden.metrics import Metrics
+from callwarden.policy.rules import Policy
+from callwarden.runtime.flow import CallFlow
+from callwarden.runtime.recovery import Ami as RecoveryAmi
+from callwarden.runtime.recovery import Recovery
+from callwarden.runtime.recovery import Store as RecoveryStore
+from callwarden.runtime.tasks import TaskSet
+from callwarden.state.book import CallBook
+from callwarden.state.tracker import CallTracker
+
+
+class Ami(ExecutorAmi, RecoveryAmi, Protocol):
+    """What call handling needs of the AMI client."""
+
+
+class Store(ExecutorStore, RecoveryStore, Protocol):
+    """What call handling needs of the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandling:
+    tracker: CallTracker
+    book: CallBook
+    tasks: TaskSet
+    executor: Executor
+    recovery: Recovery
+    flow: CallFlow
+
+
+def call_handling(
+    *,
+    ami: Ami,
+    store: Store,
+    tracker: CallTracker,
+    metrics: Metrics,
+    policy: Callable[[], Policy],
+    country_code: str,
+    outbox: Outbox | None = None,
+) -> CallHandling:
+    book, tasks = CallBook(), TaskSet()
+    executor = Executor(ami=ami, store=store, outbox=outbox, is_current=tracker.is_current)
+    recovery = Recovery(ami=ami, tracker=tracker, book=book, store=store, metrics=metrics)
+    flow = CallFlow(
+        tracker=tracker,
+        book=book,
+        executor=executor,
+        store=store,
+        tasks=tasks,
+        metrics=metrics,
+        policy=policy,
+        country_code=country_code,
+        recover_press=recovery.recover_press,
+    )
+    recovery.attach(feed=flow.feed, route=flow.route)
+    return CallHandling(tracker, book, tasks, executor, recovery, flow)

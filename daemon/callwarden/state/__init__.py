@@ -1,0 +1,1 @@
+"""Call state: AMI events in, domain events out (no I/O: the import contract in pyproject.toml)."""
