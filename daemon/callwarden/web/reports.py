@@ -176,17 +176,12 @@ def stats(store: Store, today: date, days: int = 14) -> Stats:
     recent = sa.and_(audit.c.at >= since, audit.c.action.in_(HOTKEYS))
     with store.reading() as conn:
         day = _utc_day(conn, audit.c.at)
-        by_day = sa.select(day, audit.c.action, audit.c.outcome, sa.func.count()).where(recent)
-        for value, action, outcome, count in conn.execute(by_day.group_by(day, audit.c.action, audit.c.outcome)):
+        keys = (day, audit.c.agent, audit.c.action, audit.c.outcome)
+        counted = sa.select(*keys, sa.func.count()).where(recent).group_by(*keys)  # one pass over the rows
+        for value, agent, action, outcome, count in conn.execute(counted):
             series = _series(action, outcome)
             if series is not None:
                 per_day[series][_as_date(value)] += int(count)
-        by_agent = sa.select(audit.c.agent, audit.c.action, audit.c.outcome, sa.func.count()).where(recent)
-        for agent, action, outcome, count in conn.execute(
-            by_agent.group_by(audit.c.agent, audit.c.action, audit.c.outcome)
-        ):
-            series = _series(action, outcome)
-            if series is not None:
                 per_agent[series][agent or "?"] += int(count)
         incident_day = _utc_day(conn, incidents.c.at)
         by_incident_day = sa.select(incident_day, sa.func.count()).where(incidents.c.at >= since)
