@@ -80,6 +80,7 @@ callbacks = sa.Table(
     sa.Index(None, "created"),
     sa.Index(None, "linkedid"),
     sa.Index(None, "status", "assignee", "due"),  # callwarden web's work lists (revision 0004)
+    sa.Index(None, "status", "due"),  # ... and the supervisors' (every team), overdue counts
     sqlite_autoincrement=True,  # never reuse a purged id: audit details may name it
 )
 

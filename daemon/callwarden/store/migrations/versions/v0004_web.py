@@ -23,6 +23,7 @@ TIMESTAMP = sa.DateTime(timezone=True)
 def upgrade() -> None:
     # A team's open callbacks by due time (the work list), at any number of callbacks.
     op.create_index(op.f("ix_callbacks_status_assignee_due"), "callbacks", ["status", "assignee", "due"])
+    op.create_index(op.f("ix_callbacks_status_due"), "callbacks", ["status", "due"])
     op.create_table(
         "web_users",
         sa.Column("id", sa.Integer, autoincrement=True, nullable=False),
@@ -84,4 +85,5 @@ def downgrade() -> None:
     op.drop_table("callback_attempts")
     op.drop_table("callback_claims")
     op.drop_table("web_users")
+    op.drop_index(op.f("ix_callbacks_status_due"), "callbacks")
     op.drop_index(op.f("ix_callbacks_status_assignee_due"), "callbacks")
