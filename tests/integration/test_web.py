@@ -15,7 +15,16 @@ from callwarden.store import Store
 from callwarden.web import db
 from tests.integration.harness import DaemonProcess, LabPbx, Mosquitto, free_tcp_port, stored_callbacks, wait_for_port
 from tests.integration.test_events_out import Subscriber
-from tests.integration.web_harness import WebProcess, add_users, browser, screenshot, sign_in, wait_for
+from tests.integration.web_harness import (
+    WebProcess,
+    add_users,
+    browser,
+    click,
+    screenshot,
+    sign_in,
+    text_of,
+    wait_for,
+)
 from tests.sip.phone import TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
@@ -99,7 +108,7 @@ def test_a_hand_over_callback_is_called_back_from_the_page(
         row = f"#callback-{callback.id}"
         wait_for(alice, row)
         assert alice.execute_script("return window.callwardenMarker") == "no reload"
-        text = alice.find_element(By.CSS_SELECTOR, row).text
+        text = text_of(alice, row)
         assert "Hand-over not answered" in text and "warned" in text and "handed over" in text
         assert "+4930******78" in text and "+493012345678" not in text  # colleagues see it masked
         screenshot(alice, "worklist", tmp_path)
@@ -110,7 +119,7 @@ def test_a_hand_over_callback_is_called_back_from_the_page(
         assert not other.find_elements(By.CSS_SELECTOR, row)
 
         # Call back: alice's phone rings first, then the caller's; they talk.
-        alice.find_element(By.CSS_SELECTOR, f"{row} button.call").click()
+        click(alice, f"{row} button.call")
         ringing = colleague.next_call(15)
         wait_for(alice, f"{row} .call-state.ringing")
         ringing.answer()
@@ -123,7 +132,7 @@ def test_a_hand_over_callback_is_called_back_from_the_page(
         screenshot(alice, "worklist-calling", tmp_path)
 
         # Reached: the callback is done, in the audit trail and on MQTT.
-        alice.find_element(By.CSS_SELECTOR, f"{row} button.outcome.reached").click()
+        click(alice, f"{row} button.outcome.reached")
         # (the row says done, then leaves the list of open callbacks with the next live update)
         wait_until(lambda: not alice.find_elements(By.CSS_SELECTOR, f'{row}[data-status="open"]'), 20, "row done")
         ringing.hangup()
@@ -189,4 +198,4 @@ def test_a_german_user_gets_the_page_in_german(web: str, store_path: Path) -> No
     with browser() as driver:
         sign_in(driver, web, "jan")
         wait_for(driver, "#empty")
-        assert "Nichts zurückzurufen" in driver.find_element(By.ID, "empty").text
+        assert "Nichts zurückzurufen" in text_of(driver, "#empty")

@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -36,6 +38,7 @@ FLAGS = (
     "--window-size=1280,860",
 )
 PASSWORD = "lab password 123"
+T = TypeVar("T")
 
 
 @dataclass
@@ -96,3 +99,22 @@ def screenshot(driver: WebDriver, name: str, tmp: Path) -> None:
     for folder in filter(None, (tmp, os.environ.get("CALLWARDEN_WEB_SCREENSHOTS"))):
         Path(folder).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def _retry_stale(action: Callable[[], T], tries: int = 10) -> T:
+    """The live list replaces its rows when anything changes: an element found a moment ago may
+    be gone; find it again."""
+    for _ in range(tries - 1):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            continue
+    return action()
+
+
+def text_of(driver: WebDriver, css: str) -> str:
+    return _retry_stale(lambda: str(driver.find_element(By.CSS_SELECTOR, css).text))
+
+
+def click(driver: WebDriver, css: str) -> None:
+    _retry_stale(lambda: driver.find_element(By.CSS_SELECTOR, css).click())
