@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from callwarden.web import db
 from callwarden.web.context import WebContext, render, web
 from callwarden.web.users import DUMMY_HASH, WebUser, needs_rehash, verify_password
+from callwarden.web.users import rehash as new_hash
 
 log = structlog.get_logger("callwarden.web.auth")
 
@@ -134,9 +135,7 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", status_code=401, error="login.failed")
     rehash = None
     if needs_rehash(password_hash):
-        from callwarden.web.users import hash_password  # noqa: PLC0415
-
-        rehash = hash_password(password)
+        rehash = new_hash(password)
     await context.store.run(lambda store: db.login_succeeded(store, username, rehash))
     request.session.clear()
     request.session.update({"u": user.username, "e": user.session_epoch, "at": int(now.timestamp())})

@@ -91,6 +91,11 @@ def hash_password(password: str) -> str:
     return _hasher.hash(check_password(password))
 
 
+def rehash(password: str) -> str:
+    """A new hash of a password that just verified (the library's parameters changed)."""
+    return _hasher.hash(password)
+
+
 def verify_password(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
