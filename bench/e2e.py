@@ -8,7 +8,8 @@ daemon as a process (``callwarden run``, store on disk, the sample policy with `
 every agent) and one SIP user agent process (bench/sipua.py) for all phones.
 
 Per round: N callers dial 701..7NN at once (each rings bench-agentNN through the production
-dial path, hotkeys enabled), every agent answers; once all are bridged, each agent presses *1
+dial path, hotkeys enabled; with ``--queue``, 801..8NN: queue bench-qNN, whose one member is
+a Local channel (``/n``) that rings bench-agentNN), every agent answers; once all are bridged, each agent presses *1
 (RFC 4733 from its own RTP stream, 100 ms per key, 100 ms between keys) at a random moment
 within 2 s. Measured per call:
 
@@ -48,7 +49,7 @@ from typing import Any
 
 import numpy as np
 from tests.audio import THRESHOLD, correlate, load_prompt, prompt_path
-from tests.integration.harness import REPO, DaemonProcess, LabPbx, exclusive_lab, write_config
+from tests.integration.harness import AMI_PORT, REPO, DaemonProcess, LabPbx, exclusive_lab, write_config
 
 from bench.common import latency_summary, spread, write_result
 from bench.sipua import UserAgent, arrival_of_sample, received_pcm
@@ -70,7 +71,7 @@ LOGINS = {
 
 
 async def _observe(user: str, secret: str, mask: str, counts: Counter[str], sizes: Counter[str]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", 15038)
+    reader, writer = await asyncio.open_connection("127.0.0.1", AMI_PORT)
     writer.write(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\nEvents: {mask}\r\n\r\n".encode())
     buffer = b""
     while True:
@@ -157,7 +158,9 @@ def _occurrences(r: np.ndarray, length: int) -> int:
     return int(1 + np.count_nonzero(np.diff(hits) > length))
 
 
-async def run_round(ua: UserAgent, daemon: DaemonProcess, pbx: LabPbx, n: int, round_no: int) -> dict[str, Any]:
+async def run_round(
+    ua: UserAgent, daemon: DaemonProcess, pbx: LabPbx, n: int, round_no: int, prefix: str = "7"
+) -> dict[str, Any]:
     prompt = load_prompt(prompt_path("en", "warn"))
     agents: dict[str, Any] = {}
     ua.on_incoming = lambda dialog: agents.__setitem__(dialog.user, dialog)
@@ -168,7 +171,7 @@ async def run_round(ua: UserAgent, daemon: DaemonProcess, pbx: LabPbx, n: int, r
     async def place(i: int) -> Any:
         await asyncio.sleep(0.02 * i)
         number = f"+4930555{round_no % 100:02d}{i:03d}"
-        return await ua.call(f"7{i:02d}", caller_id=(f"Bench Caller {i:02d}", number))
+        return await ua.call(f"{prefix}{i:02d}", caller_id=(f"Bench Caller {i:02d}", number))
 
     callers = await asyncio.gather(*(place(i) for i in range(1, n + 1)))
     deadline = time.monotonic() + 20
@@ -266,7 +269,7 @@ async def run_round(ua: UserAgent, daemon: DaemonProcess, pbx: LabPbx, n: int, r
 
 
 async def run_all(
-    levels: list[int], rounds: int, daemon: DaemonProcess, pbx: LabPbx, observers: Observers
+    levels: list[int], rounds: int, daemon: DaemonProcess, pbx: LabPbx, observers: Observers, prefix: str = "7"
 ) -> list[dict[str, Any]]:
     ua = await UserAgent().start()
     results = []
@@ -275,7 +278,7 @@ async def run_all(
             for n in levels:
                 before = observers.snapshot()
                 t0 = time.perf_counter()
-                result = await run_round(ua, daemon, pbx, n, round_no)
+                result = await run_round(ua, daemon, pbx, n, round_no, prefix)
                 deadline = time.monotonic() + 20
                 # (the PBX's CLI: nothing to await)
                 while pbx.channels() and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -388,6 +391,7 @@ def main() -> int:
     parser.add_argument("--calls", default="10,25,50")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="a tiny version that checks it works")
+    parser.add_argument("--queue", action="store_true", help="queue calls with Local members (801..8NN)")
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--lab-lock-held",
@@ -413,6 +417,7 @@ def main() -> int:
                 time.sleep(0.2)
             config = write_config(
                 workdir / "callwarden.toml",
+                ami={"port": AMI_PORT},
                 store={"path": str(workdir / "store" / "callwarden.db")},
                 policy={"path": str(bench_policy(workdir / "policy.toml"))},
                 http={"enabled": False},
@@ -423,7 +428,7 @@ def main() -> int:
             daemon.wait_for("repeat_callers_synced")
             observers = Observers()
             print(f"e2e: {args.rounds} round(s) of {levels} concurrent calls on the lab PBX", file=sys.stderr)
-            results = asyncio.run(run_all(levels, args.rounds, daemon, pbx, observers))
+            results = asyncio.run(run_all(levels, args.rounds, daemon, pbx, observers, "8" if args.queue else "7"))
             probe = pyvoip_probe(2.0 if args.smoke else 5.0)
             print(
                 f"  pyVoIP probe: {probe['threads_per_call']:.0f} threads and "
@@ -440,6 +445,7 @@ def main() -> int:
     summary = summarize(results, levels)
     data = {
         "smoke": args.smoke,
+        "queue": args.queue,
         "press_spread_seconds": PRESS_SPREAD,
         "key_ms": KEY_MS,
         "runs": results,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import audioop  # stdlib up to 3.12 (pyVoIP needs it too)
+import os
 import random
 import secrets
 import struct
@@ -30,8 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-SERVER = ("127.0.0.1", 15060)
-SIP_PORT = 15170
+SERVER = ("127.0.0.1", 15060 + int(os.environ.get("CALLWARDEN_LAB_PORT_OFFSET", "0")))  # scripts/lab-pbx
+SIP_PORT = 15170 + int(os.environ.get("CALLWARDEN_LAB_PORT_OFFSET", "0"))
 HOST = "127.0.0.1"
 PTIME = 0.02
 SAMPLES = 160  # 20 ms at 8 kHz

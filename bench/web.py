@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from tests.integration.harness import LabPbx, exclusive_lab, free_tcp_port, wait_for_port, write_config
 from tests.integration.web_harness import PASSWORD, WebProcess, add_users
-from tests.sip.phone import TestPhone, wait_until
+from tests.sip.phone import LAB_PORT_OFFSET, TestPhone, wait_until
 
 from bench.common import latency_summary, write_result
 from callwarden.records import AuditEntry, CallbackReason, NewCallback
@@ -92,6 +92,7 @@ def run_web(tmp: Path, count: int) -> tuple[WebProcess, str, Path]:
     config = write_config(
         tmp / f"web-{count}.toml",
         store={"path": str(store_path)},
+        ami={"port": AMI_PORT},  # (the lab PBX of CALLWARDEN_LAB_PORT_OFFSET)
         web={"port": port, "secret_key": "bench-secret-key-0123456789abcdefghij", "login_attempts_per_minute": 1000},
         log={"level": "warning", "format": "json"},
     )
@@ -138,7 +139,7 @@ def click_to_ring(tmp: Path, calls: int) -> dict[str, Any]:
         pbx = LabPbx()
         pbx.start()
         proc, base, _ = run_web(tmp, len(TEAMS) * (calls + 1))  # ids 1, 11, 21...: billing's
-        colleague = TestPhone("colleague1", rtp_base=33000).start()
+        colleague = TestPhone("colleague1", rtp_base=33000 + LAB_PORT_OFFSET).start()
         # The ring is the phone's 180 Ringing, sent as the INVITE arrives: pyVoIP hands the call
         # to its callback only a second later (a Timer(1) of its own), which is not counted.
         rang: queue.Queue[float] = queue.Queue()

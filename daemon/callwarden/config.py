@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from callwarden.pbx_files import check_features, check_prompts
+from callwarden.pbx_files import check_collisions, check_features, check_prompts, pbx_codes
 from callwarden.web.config import WebConfig
 
 
@@ -160,6 +160,22 @@ class PbxConfig(_Model):
     features_file: Path | None = None  # the deployed dialplan/features_callwarden.conf
     sounds_dir: Path | None = None  # Asterisk's sounds directory, e.g. /usr/share/asterisk/sounds
     languages: list[str] = Field(default_factory=lambda: ["en", "de"])
+    # The PBX's own features.conf (FreePBX: /etc/asterisk/features.conf with its includes): our
+    # hotkeys must not collide with its in-call codes (featuremap, applicationmap, atxfer*).
+    features_conf: Path | None = None
+
+    @field_validator("features_conf")
+    @classmethod
+    def _no_collisions(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        codes, problems = pbx_codes(path)
+        if not problems and not any(k.startswith("applicationmap/callwarden_") for k in codes):
+            problems.append(f"{path} defines no callwarden_ hotkeys (#include callwarden/features_callwarden.conf)")
+        problems += check_collisions(codes)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return path
 
     @field_validator("features_file")
     @classmethod

@@ -88,3 +88,73 @@ def _readable(path: Path) -> bool:
             return bool(handle.read(1))
     except OSError:
         return False
+
+
+# -- the PBX's own in-call codes (features.conf): a hotkey must not collide with one ---------------
+
+CODE_LINE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_-]+)\s*=>?\s*(?P<digits>[^,\s;]+)")
+INCLUDE_LINE = re.compile(r'^\s*#(?:include|tryinclude)\s+"?(?P<path>[^"\s]+)"?')
+SECTION_LINE = re.compile(r"^\s*\[(?P<section>[^\]]+)\]")
+# [general] keys that are in-call DTMF codes (during an attended transfer; FreePBX sets them).
+GENERAL_CODES = frozenset({"atxferabort", "atxfercomplete", "atxferthreeway", "atxferswap", "pickupexten"})
+MAX_INCLUDES = 32
+
+
+def pbx_codes(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The in-call DTMF codes a features.conf defines, with the files it ``#include``s (relative
+    to its own directory, as Asterisk reads them): ``{"featuremap/atxfer": "*2",
+    "applicationmap/callwarden_warn": "*1", ...}``, and what could not be read."""
+    reader = _CodeReader(path.parent)
+    reader.read(path, "general")
+    return reader.codes, reader.problems
+
+
+class _CodeReader:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.codes: dict[str, str] = {}
+        self.problems: list[str] = []
+        self._files = 0
+
+    def read(self, path: Path, section: str) -> str:
+        """Reads one file in ``section`` (an include continues its parent's section); returns
+        the section it ends in."""
+        self._files += 1
+        if self._files > MAX_INCLUDES:
+            self.problems.append(f"{path}: more than {MAX_INCLUDES} included files")
+            return section
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self.problems.append(f"cannot read {path}: {exc.strerror}")
+            return section
+        for raw in text.splitlines():
+            if (include := INCLUDE_LINE.match(raw)) is not None:
+                target = Path(include["path"])
+                section = self.read(target if target.is_absolute() else self.base / target, section)
+                continue
+            line = raw.split(";", 1)[0]
+            if (header := SECTION_LINE.match(line)) is not None:
+                section = header["section"].strip().lower()
+                continue
+            match = CODE_LINE.match(line)
+            if match is None or not DTMF.match(match["digits"]):
+                continue
+            name = match["name"]
+            if section in ("featuremap", "applicationmap") or (section == "general" and name.lower() in GENERAL_CODES):
+                self.codes[f"{section}/{name}"] = match["digits"]
+        return section
+
+
+def check_collisions(codes: dict[str, str]) -> list[str]:
+    """Our hotkeys (``applicationmap/callwarden_*``) against every other in-call code: the same
+    sequence, or one a prefix of the other (Asterisk acts on the shorter one and never sees the
+    longer), is a collision."""
+    ours = {k.split("/", 1)[1]: v for k, v in codes.items() if k.startswith(f"applicationmap/{FEATURE_PREFIX}")}
+    theirs = {k: v for k, v in codes.items() if not k.startswith(f"applicationmap/{FEATURE_PREFIX}")}
+    problems = []
+    for name, digits in sorted(ours.items()):
+        for other, other_digits in sorted(theirs.items()):
+            if digits.startswith(other_digits) or other_digits.startswith(digits):
+                problems.append(f"{name} ({digits}) collides with the PBX's {other} ({other_digits})")
+    return problems

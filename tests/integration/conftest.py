@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (
+    AMI_PORT,
     REPO,
     DaemonProcess,
     LabPbx,
@@ -21,9 +22,9 @@ from tests.integration.harness import (
     free_tcp_port,
     write_config,
 )
-from tests.sip.phone import TestPhone, wait_until
+from tests.sip.phone import LAB_PORT_OFFSET, TestPhone, wait_until
 
-_rtp_ports = itertools.count(31000, 20)
+_rtp_ports = itertools.count(31000 + LAB_PORT_OFFSET, 20)
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +97,7 @@ def http_port() -> int:
 def test_sections(policy_path: Path, store_path: Path, http_port: int) -> dict[str, dict[str, object]]:
     """The config every test daemon gets: quick reconnects, its own store, policy and port."""
     return {
-        "ami": {"reconnect_min": 0.2, "reconnect_max": 1.0},
+        "ami": {"reconnect_min": 0.2, "reconnect_max": 1.0, "port": AMI_PORT},
         "store": {"path": str(store_path)},
         "policy": {"path": str(policy_path)},
         "http": {"port": http_port},

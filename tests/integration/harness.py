@@ -33,6 +33,7 @@ LAB_PBX = REPO / "scripts" / "lab-pbx"
 LogRecord = dict[str, Any]
 
 
+AMI_PORT = 15038 + int(os.environ.get("CALLWARDEN_LAB_PORT_OFFSET", "0"))  # scripts/lab-pbx
 LAB_LOCK = Path(os.environ.get("CALLWARDEN_LAB_DIR", "/var/lib/callwarden-lab")) / "tests.lock"
 
 
@@ -341,7 +342,7 @@ def ami_action(action: dict[str, str]) -> None:
     """Send one action as the lab's test AMI user and check it succeeded."""
 
     async def send() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", 15038)
+        reader, writer = await asyncio.open_connection("127.0.0.1", AMI_PORT)
         lines = ["Action: Login", "Username: labtest", "Secret: labtest-secret", "Events: off", ""]
         lines += [*[f"{k}: {v}" for k, v in action.items()], ""]
         writer.write(("\r\n".join(lines) + "\r\n").encode())

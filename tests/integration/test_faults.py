@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (
+    AMI_PORT,
     DaemonProcess,
     LabPbx,
     TcpProxy,
@@ -25,7 +26,7 @@ PING_INTERVAL, PING_TIMEOUT = 1.0, 1.0
 
 @pytest.fixture
 def proxy(pbx: LabPbx) -> Iterator[TcpProxy]:
-    relay = TcpProxy(15038)
+    relay = TcpProxy(AMI_PORT)
     yield relay
     relay.close()
 

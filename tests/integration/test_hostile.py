@@ -399,7 +399,7 @@ def test_a_hangup_forged_in_the_caller_number_does_not_disable_another_agents_ke
         assert (lost["agent_channel"], lost["missing"]) == (other.agent, [forgotten])
         assert daemon.wait_for("channel_adopted")["channel"] == forgotten  # Asterisk has it
         recovered = daemon.wait_for("hotkey_channel_recovered")
-        assert recovered["missing"] == forgotten
+        assert recovered["missing"] == [forgotten]
         decision = daemon.wait_for("decision", where=lambda r: r.get("linkedid") == other.linkedid)
         assert (decision["action"], decision["outcome"]) == ("warn", "approved")
         heard(other.call.caller, "warn", lang="de")  # 101 is the German line
@@ -494,7 +494,7 @@ def test_a_trunk_caller_number_with_encoded_crlf_is_still_handled(
         lost = daemon.wait_for("hotkey_channel_untracked")
         assert lost["missing"] == [caller]  # its Newchannel never arrived whole
         assert daemon.wait_for("channel_adopted")["channel"] == caller  # its number is clean by now
-        assert daemon.wait_for("hotkey_channel_recovered")["missing"] == caller
+        assert daemon.wait_for("hotkey_channel_recovered")["missing"] == [caller]
         made = daemon.wait_for("decision")
         assert (made["action"], made["outcome"]) == ("warn", "approved")
         trunk.heard(dialog, "warn")
@@ -565,7 +565,8 @@ def test_injected_press_for_a_gone_or_unknown_channel_is_rejected_and_audited(
     late = daemon.wait_for("hotkey_rejected")
     unknown = daemon.wait_for("hotkey_rejected")
     assert (late["reason"], unknown["reason"]) == ("untracked_channel", "untracked_channel")
-    assert {r["missing"] for r in daemon.events("hotkey_channel_not_found")} == {agent, "PJSIP/agent2-ffffffff"}
+    missing = {tuple(r["missing"]) for r in daemon.events("hotkey_channel_not_found")}
+    assert missing == {(agent,), ("PJSIP/agent2-ffffffff",)}
     assert [r for r in daemon.events("decision") if r.get("action") == "end"] == []
     assert len(daemon.events("hotkey_pressed")) == 1
     assert audit_of(store_path, "lab-none.1") == [("end", "rejected", "untracked_channel")]

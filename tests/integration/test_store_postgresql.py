@@ -21,6 +21,7 @@ from callwarden.records import AuditRecord, CallbackStatus, Incident
 from callwarden.store import Store, StoreError, outbox
 from callwarden.store.migrate import head_revision
 from tests.integration.harness import (
+    AMI_PORT,
     DaemonProcess,
     LabPbx,
     PostgresServer,
@@ -223,7 +224,7 @@ def test_a_press_while_a_restarted_daemon_reads_the_audit_trail_waits_for_it(
         restarted.wait_for("ami_reconnect_scheduled")  # past start-up, not logged in
         with engine.connect() as locker:
             locker.execute(sa.text("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE"))  # until the rollback
-            gate.target_port = 15038
+            gate.target_port = AMI_PORT
             restarted.wait_for("calls_resynced")
             answered.press("*2")
             held = restarted.wait_for("call_event_held")

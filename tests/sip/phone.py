@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import audioop  # stdlib up to 3.12; the `audioop-lts` package on 3.13+ (pyVoIP needs it too)
 import math
+import os
 import queue
 import random
 import socket
@@ -32,7 +33,8 @@ from pyVoIP import SIP as _SIP  # isort: skip
 from tests.audio import find_prompt, has_audio, load_prompt, prompt_path
 
 SERVER = "127.0.0.1"
-SERVER_PORT = 15060
+LAB_PORT_OFFSET = int(os.environ.get("CALLWARDEN_LAB_PORT_OFFSET", "0"))  # scripts/lab-pbx
+SERVER_PORT = 15060 + LAB_PORT_OFFSET
 EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 
 pyVoIP.DEBUG = False

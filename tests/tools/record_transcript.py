@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.sip.phone import TestPhone
+from tests.sip.phone import LAB_PORT_OFFSET, TestPhone
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ami"
 
@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ami"
 class Recorder(threading.Thread):
     def __init__(self, username: str, secret: str, events: str) -> None:
         super().__init__(daemon=True)
-        self.sock = socket.create_connection(("127.0.0.1", 15038))
+        self.sock = socket.create_connection(("127.0.0.1", 15038 + LAB_PORT_OFFSET))
         self.data = bytearray()
         login = f"Action: Login\r\nUsername: {username}\r\nSecret: {secret}\r\nEvents: {events}\r\n\r\n"
         self.sock.sendall(login.encode())

@@ -362,6 +362,7 @@ def test_memory_from_audit_ignores_steps_rejections_and_failures() -> None:
         replace(
             warn, action="end", outcome="refused", reason="no_warning_yet", at=later, detail={"instead": "nothing"}
         ),
+        replace(warn, action="repeat_caller", reason="repeat_caller_flagged", agent=None, at=later),
     ]
     rebuilt = memory_from_audit([warn, *noise])
     assert (rebuilt.warnings, rebuilt.finished) == ((T0,), False)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from callwarden.config import ConfigError, parse_config
-from callwarden.pbx_files import PROMPTS, check_features, check_prompts
+from callwarden.pbx_files import PROMPTS, check_collisions, check_features, check_prompts, pbx_codes
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURES = (REPO / "dialplan" / "features_callwarden.conf").read_text()
@@ -59,3 +60,56 @@ def test_config_names_the_pbx_key(tmp_path: Path) -> None:
     assert "pbx.features_file" in keys
     with pytest.raises(ConfigError, match="pbx: Value error, sounds_dir: en/callwarden/warn"):
         parse_config({"pbx": {"sounds_dir": str(tmp_path)}})
+
+
+# -- issue 10: our hotkeys against the PBX's own in-call codes (FreePBX) --------------------------
+
+FREEPBX = Path(__file__).parent / "fixtures" / "freepbx"
+
+
+def freepbx_etc(tmp_path: Path, features: str) -> Path:
+    """A FreePBX-shaped /etc/asterisk whose features_applicationmap_custom.conf includes
+    ``callwarden/<features>``."""
+    etc = tmp_path / "asterisk"
+    shutil.copytree(FREEPBX, etc)
+    (etc / "callwarden").mkdir()
+    shutil.copy(REPO / "dialplan" / features, etc / "callwarden" / features)
+    (etc / "features_applicationmap_custom.conf").write_text(f"#include callwarden/{features}\n")
+    return etc / "features.conf"
+
+
+def test_freepbx_codes_are_read_through_the_includes(tmp_path: Path) -> None:
+    codes, problems = pbx_codes(freepbx_etc(tmp_path, "features_callwarden_freepbx.conf"))
+    assert problems == []
+    assert codes["featuremap/atxfer"] == "*2" and codes["featuremap/blindxfer"] == "##"
+    assert codes["general/atxferswap"] == "*6" and "general/featuredigittimeout" not in codes
+    assert codes["applicationmap/callwarden_warn"] == "*71"
+
+
+def test_the_freepbx_key_set_collides_with_nothing(tmp_path: Path) -> None:
+    codes, _ = pbx_codes(freepbx_etc(tmp_path, "features_callwarden_freepbx.conf"))
+    assert check_collisions(codes) == []
+
+
+def test_the_default_key_set_collides_with_freepbx(tmp_path: Path) -> None:
+    codes, _ = pbx_codes(freepbx_etc(tmp_path, "features_callwarden.conf"))
+    problems = check_collisions(codes)
+    assert "callwarden_warn (*1) collides with the PBX's featuremap/automixmon (*1)" in problems
+    assert "callwarden_end (*2) collides with the PBX's featuremap/atxfer (*2)" in problems
+    assert "callwarden_timeout (*5) collides with the PBX's general/atxferthreeway (*5)" in problems
+
+
+def test_check_config_names_the_collision(tmp_path: Path) -> None:
+    features_conf = freepbx_etc(tmp_path, "features_callwarden.conf")
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"pbx": {"features_conf": str(features_conf)}})
+    assert "pbx.features_conf" in str(raised.value)
+    assert "callwarden_end (*2) collides with the PBX's featuremap/atxfer (*2)" in str(raised.value)
+    parse_config({"pbx": {"features_conf": str(freepbx_etc(tmp_path / "ok", "features_callwarden_freepbx.conf"))}})
+
+
+def test_a_features_conf_without_our_hotkeys_is_named(tmp_path: Path) -> None:
+    features_conf = freepbx_etc(tmp_path, "features_callwarden.conf")
+    (features_conf.parent / "features_applicationmap_custom.conf").write_text("")
+    with pytest.raises(ConfigError, match="defines no callwarden_ hotkeys"):
+        parse_config({"pbx": {"features_conf": str(features_conf)}})

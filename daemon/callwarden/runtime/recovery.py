@@ -69,6 +69,7 @@ class Recovery:
 
     async def resync(self) -> None:
         before = set(self._tracker.channels)
+        locals_before = set(self._tracker.locals.halves)
         ended = self._tracker.watch_hangups()
         try:
             reply = await self._ami.send_action({"Action": "CoreShowChannels"})
@@ -82,6 +83,8 @@ class Recovery:
             return
         snapshot = [dict(m.items()) for m in messages if m.get("Event") == "CoreShowChannel"]
         events = resync_events(self._tracker.channels, snapshot, tracked_before=before, ended_meanwhile=ended)
+        # Local halves whose Hangup was missed (AMI was down) are gone too.
+        self._tracker.locals.forget(locals_before - {m.get("Uniqueid", "") for m in snapshot})
         for event in events:
             self._feed(event)
         dialed = await self._recover_dialed([c for u, c in self._tracker.channels.items() if u not in before])

@@ -70,9 +70,12 @@ def memory_from_audit(records: Iterable[AuditEntry]) -> CallMemory:
     carries it on, and the agent's side of it is bounded by the dialplan).
     """
     memory = CallMemory()
+    hotkeys = {hotkey.value for hotkey in Hotkey}
     for record in records:
         if record.outcome not in (Outcome.APPROVED.value, Outcome.REFUSED.value):
             continue
+        if record.action not in hotkeys and record.reason not in FOLLOW_UPS:
+            continue  # a decision that is no press (a repeat-caller flag): nothing the presses read
         if record.reason in FOLLOW_UPS:
             memory = _follow_up(memory, record)
             continue

@@ -28,6 +28,7 @@ class Channels(Protocol):
     @property
     def channels(self) -> Mapping[str, Channel]: ...  # by Uniqueid
     def channel_by_name(self, name: str) -> Channel | None: ...
+    def behind_local(self, name: str, *, not_uniqueid: str = "") -> Channel | None: ...
 
 
 class PressReader:
@@ -108,8 +109,14 @@ class PressReader:
         return HotkeyUntracked(hotkey.value, agent_channel, missing, linkedid, event)
 
     def _caller_for(self, agent: Channel, peer: str) -> Channel | None:
-        """The agent's other party: the bridge peer, else the channel that started the call."""
-        if peer and not is_local(peer):
+        """The agent's other party: the bridge peer (the real channel behind it, if it is a
+        Local half: a queue member's phone is bridged with one), else the channel that started
+        the call."""
+        if peer and is_local(peer):
+            behind = self._channels.behind_local(peer, not_uniqueid=agent.uniqueid)
+            if behind is not None:
+                return behind
+        elif peer:
             found = self._channels.channel_by_name(peer)
             if found is not None:
                 return found

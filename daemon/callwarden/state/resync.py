@@ -32,7 +32,10 @@ def resync_events(
     cut_short: set[str] = set()  # names of items without a Uniqueid
     for item in snapshot:
         name, uniqueid = item.get("Channel", ""), item.get("Uniqueid", "")
-        if item.get("Event") != "CoreShowChannel" or not name or is_local(name):
+        if item.get("Event") != "CoreShowChannel" or not name:
+            continue
+        if is_local(name):
+            events.extend(_local_half(item))  # no party: only what leads to one (state/local_pairs.py)
             continue
         if not uniqueid:
             # Asterisk always sends it: a caller ID number with a blank line ended this item
@@ -58,10 +61,20 @@ def resync_events(
             )
         bridge = item.get("BridgeId", "")
         if bridge and (uniqueid not in tracked or tracked[uniqueid].bridge != bridge):
-            events.append({"Event": "BridgeEnter", "Uniqueid": uniqueid, "BridgeUniqueid": bridge})
+            events.append({"Event": "BridgeEnter", "Channel": name, "Uniqueid": uniqueid, "BridgeUniqueid": bridge})
     for uniqueid, channel in list(tracked.items()):
         if uniqueid in candidates and uniqueid not in present and channel.name not in cut_short:
             events.append({"Event": "Hangup", "Uniqueid": uniqueid})
+    return events
+
+
+def _local_half(item: Mapping[str, str]) -> list[Frame]:
+    name, uniqueid, bridge = item.get("Channel", ""), item.get("Uniqueid", ""), item.get("BridgeId", "")
+    if not uniqueid:
+        return []
+    events: list[Frame] = [{"Event": "Newchannel", "Channel": name, "Uniqueid": uniqueid}]
+    if bridge:
+        events.append({"Event": "BridgeEnter", "Channel": name, "Uniqueid": uniqueid, "BridgeUniqueid": bridge})
     return events
 
 

@@ -1,8 +1,10 @@
 """Call state: AMI events in, domain events out. Pure: no I/O, no clock, no asyncio.
 
 Calls are keyed by Linkedid (one call = every channel Asterisk links to it), so one hotkey
-acts on one call however many channels it has. ``Local/`` channels are dropped: they are
-plumbing (queues, followme) and would otherwise show every party twice.
+acts on one call however many channels it has. ``Local/`` channels are no parties: they are
+plumbing (queues, followme) and would otherwise show every party twice. They are kept apart
+(:class:`callwarden.state.local_pairs.LocalPairs`) only to find the real channel behind one: a
+queue member's phone is bridged with a Local half, not with the caller.
 
 A hotkey is acted on only when its event is bound to a live agent channel
 (:class:`callwarden.state.trust.HotkeyTrust`).
@@ -31,6 +33,7 @@ from callwarden.state.events import (
     StepReported,
     printable,
 )
+from callwarden.state.local_pairs import LocalPairs
 from callwarden.state.presses import PressReader
 from callwarden.state.trust import HotkeyTrust
 
@@ -58,6 +61,7 @@ class CallTracker:
         self.calls: dict[str, Call] = {}
         self.channels: dict[str, Channel] = {}  # by Uniqueid
         self._by_name: dict[str, str] = {}  # channel name -> Uniqueid
+        self.locals = LocalPairs()
         self._presses = PressReader(self.trust, self)
         self.tampered = 0  # frames that repeated an identity header (injected by a caller)
         self._hangups_seen: set[str] | None = None  # while a resync's snapshot is on the way
@@ -92,6 +96,11 @@ class CallTracker:
         uniqueid = self._by_name.get(name)
         return self.channels.get(uniqueid) if uniqueid is not None else None
 
+    def behind_local(self, name: str, *, not_uniqueid: str = "") -> Channel | None:
+        """The tracked real channel behind the Local half ``name`` (a queue member's peer)."""
+        found = self.locals.behind(name, not_uniqueid=not_uniqueid)
+        return self.channels.get(found) if found is not None else None
+
     def is_current(self, name: str, uniqueid: str) -> bool:
         """``name`` is a live channel and it is the one with ``uniqueid`` (not a later channel
         that got the same name: chan_pjsip numbers restart with the PBX)."""
@@ -101,8 +110,11 @@ class CallTracker:
 
     def _on_newchannel(self, event: AmiEvent) -> list[DomainEvent]:
         name, uniqueid = event.get("Channel", ""), event.get("Uniqueid", "")
-        if not name or not uniqueid or is_local(name) or uniqueid in self.channels:
+        if not name or not uniqueid or uniqueid in self.channels:
             return []  # Asterisk never reuses a Uniqueid: a repeat is no new channel
+        if is_local(name):
+            self.locals.add(name, uniqueid)
+            return []
         linkedid = event.get("Linkedid") or uniqueid
         channel = Channel(
             name=name,
@@ -145,7 +157,10 @@ class CallTracker:
             self._hangups_seen.add(event.get("Uniqueid", ""))
         channel = self.channels.pop(event.get("Uniqueid", ""), None)
         if channel is None:
+            self.locals.remove(event.get("Uniqueid", ""))
             return []
+        if channel.bridge is not None:
+            self.locals.left(channel.bridge, channel.uniqueid)
         if self._by_name.get(channel.name) == channel.uniqueid:
             del self._by_name[channel.name]
         call = self.calls.get(channel.linkedid)
@@ -158,16 +173,21 @@ class CallTracker:
         return [ChannelHungUp(channel.linkedid, channel.name, call_ended=ended, uniqueid=channel.uniqueid)]
 
     def _on_bridge_enter(self, event: AmiEvent) -> list[DomainEvent]:
-        channel = self.channels.get(event.get("Uniqueid", ""))
+        uniqueid, bridge = event.get("Uniqueid", ""), event.get("BridgeUniqueid", "")
+        channel = self.channels.get(uniqueid)
+        if bridge and (channel is not None or uniqueid in self.locals.halves):
+            self.locals.entered(bridge, uniqueid)
         if channel is None:
             return []
-        channel.bridge = event.get("BridgeUniqueid") or None
+        channel.bridge = bridge or None
         self._normalize(channel)
         return [ChannelBridged(linkedid=channel.linkedid, channel=channel.name)]
 
     def _on_bridge_leave(self, event: AmiEvent) -> list[DomainEvent]:
-        channel = self.channels.get(event.get("Uniqueid", ""))
-        if channel is not None and channel.bridge == event.get("BridgeUniqueid"):
+        uniqueid, bridge = event.get("Uniqueid", ""), event.get("BridgeUniqueid", "")
+        self.locals.left(bridge, uniqueid)
+        channel = self.channels.get(uniqueid)
+        if channel is not None and channel.bridge == bridge:
             channel.bridge = None
         return []
 
