@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.integration.harness import LabPbx, exclusive_lab, free_tcp_port, wait_for_port, write_config
+from tests.integration.harness import AMI_PORT, LabPbx, exclusive_lab, free_tcp_port, wait_for_port, write_config
 from tests.integration.web_harness import PASSWORD, WebProcess, add_users
 from tests.sip.phone import LAB_PORT_OFFSET, TestPhone, wait_until
 
