@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from callwarden.pbx_files import check_collisions, check_features, check_prompts, pbx_codes
+from callwarden.web.config import WebConfig
 
 
 class ConfigError(Exception):
@@ -225,6 +226,7 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     http: HttpConfig = HttpConfig()
     pbx: PbxConfig = PbxConfig()
+    web: WebConfig = WebConfig()  # callwarden web (docs/web.md)
     ha: HaConfig = HaConfig()
 
     @model_validator(mode="after")
@@ -238,7 +240,7 @@ class Config(_Model):
         return self
 
 
-SECRET_KEYS = frozenset({"secret", "password"})
+SECRET_KEYS = frozenset({"secret", "password", "secret_key"})
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -81,6 +81,15 @@ def test_e2e_smoke(pbx: LabPbx, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_web_smoke(tmp_path: Path) -> None:
+    data = run_bench("web", tmp_path / "web.json", "--no-pbx")
+    sizes = [run["callbacks"] for run in data["worklist"]]
+    assert sizes == [1000, 2000]
+    for run in data["worklist"]:
+        assert run["rows_shown"] == 100 and run["colleague"]["n"] > 0 and run["supervisor"]["n"] > 0
+
+
+@pytest.mark.timeout(300)
 def test_ha_smoke(tmp_path: Path) -> None:
     data = run_bench("ha", tmp_path / "ha.json")
     assert len(data["takeover_seconds"]) == data["kills"] == 2

@@ -58,3 +58,8 @@ def check_config(config_path: Path | None) -> None:
 main.add_command(callbacks)
 main.add_command(audit)
 main.add_command(purge)
+
+# callwarden web and its users (daemon/callwarden/web/cli.py).
+from callwarden.web.cli import register as register_web  # noqa: E402
+
+register_web(main)

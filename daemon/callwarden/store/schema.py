@@ -79,6 +79,8 @@ callbacks = sa.Table(
     sa.Index(None, "status", "created"),
     sa.Index(None, "created"),
     sa.Index(None, "linkedid"),
+    sa.Index(None, "status", "assignee", "due"),  # callwarden web's work lists (revision 0004)
+    sa.Index(None, "status", "due"),  # ... and the supervisors' (every team), overdue counts
     sqlite_autoincrement=True,  # never reuse a purged id: audit details may name it
 )
 
@@ -136,6 +138,62 @@ outbox = sa.Table(
     # own site's events (NULL: written before revision 0003, published by any node).
     sa.Column("site", sa.Text),
     sa.Index(None, "published", "id"),
+    sqlite_autoincrement=True,
+)
+
+# -- callwarden web (revision 0004) ---------------------------------------------------------------
+
+# The web page's local users: argon2id hashes, never the password. ``session_epoch`` changes
+# with every password change or disable, which ends every session signed before it.
+web_users = sa.Table(
+    "web_users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.Text, nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("team", sa.Text),  # a hand-over route's team (callbacks' assignee); None: no team
+    sa.Column("phone", sa.Text),  # dial target of the user's own phone (click-to-call), e.g. PJSIP/colleague1
+    sa.Column("language", sa.Text, nullable=False, server_default="en"),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UtcDateTime),
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created", UtcDateTime, nullable=False),
+    sa.CheckConstraint("role IN ('colleague', 'supervisor', 'admin')", name="role"),
+    sqlite_autoincrement=True,
+)
+
+# Who is working on a callback: one row per callback at most (the primary key), so of two
+# colleagues claiming at once exactly one INSERT succeeds.
+callback_claims = sa.Table(
+    "callback_claims",
+    metadata,
+    sa.Column(
+        "callback_id",
+        sa.Integer,
+        sa.ForeignKey("callbacks.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("claimed_at", UtcDateTime, nullable=False),
+    sa.Index(None, "username"),
+)
+
+# Each try to call back: who, when, the call (its linkedid, if one was placed) and the outcome.
+callback_attempts = sa.Table(
+    "callback_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("callback_id", sa.Integer, sa.ForeignKey("callbacks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("retry_at", UtcDateTime),
+    sa.Column("linkedid", sa.Text),
+    sa.CheckConstraint("outcome IN ('reached', 'no_answer', 'wrong_number', 'retry')", name="outcome"),
+    sa.Index(None, "callback_id", "at"),
     sqlite_autoincrement=True,
 )
 

@@ -147,6 +147,13 @@ class Store(StoredRecords):
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """One read transaction (plain ``BEGIN``: no write lock), for queries kept outside this
+        class (``callwarden.web``)."""
+        with self._reading() as conn:
+            yield conn
+
     def check_writable(self) -> None:
         """Commit a real write (one health row); raise ``StoreError`` if that fails."""
         with self.transaction() as conn:

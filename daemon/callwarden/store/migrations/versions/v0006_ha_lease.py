@@ -1,7 +1,7 @@
 """The active/standby lease: one row per site with its fencing generation (ha.enabled).
 
 Revision ID: 0006
-Revises: 0003 (the lead renumbers the chain at merge: 0004 and 0005 are on other branches)
+Revises: 0004 (the lead renumbers the chain at merge: 0005 is on another branch)
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
