@@ -1,7 +1,7 @@
 """The active/standby lease: one row per site with its fencing generation (ha.enabled).
 
-Revision ID: 0006
-Revises: 0004 (the lead renumbers the chain at merge: 0005 is on another branch)
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
+revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
