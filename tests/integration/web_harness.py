@@ -88,6 +88,12 @@ def sign_in(driver: WebDriver, base: str, username: str, password: str = PASSWOR
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "sign-in").click()
+    # The answer's page: signed in (a sign-out button) or refused (an error). The fresh /login
+    # above has neither, so nothing of it is mistaken for the answer.
+    WebDriverWait(driver, 20).until(
+        lambda d: d.find_elements(By.ID, "logout") or d.find_elements(By.ID, "login-error"),
+        "no answer to the sign-in within 20 s",
+    )
 
 
 def wait_for(driver: WebDriver, css: str, timeout: float = 20) -> None:
