@@ -26,6 +26,9 @@ from callwarden.state.tracker import CallTracker
 from callwarden.store import AsyncStore
 
 REPO = Path(__file__).resolve().parents[2]
+POLICY = load_policy(REPO / "config" / "policy.toml")  # the sample the supervisors start from
+# The same without the wait between a warning and an end (the scenarios' clock is the real one).
+NO_WAIT = POLICY.model_copy(update={"end": POLICY.end.model_copy(update={"min_seconds_after_warning": 0})})
 TOKEN = "scenario-token"
 Reply = Callable[[Mapping[str, str]], Any]
 
@@ -137,7 +140,7 @@ async def scenario(
     tmp_path: Path, *, policy: Policy | None = None, may_act: Callable[[], bool] = lambda: True
 ) -> AsyncIterator[Scenario]:
     """``may_act``: the node's role (ha); two scenarios on one ``tmp_path`` share the store."""
-    policy = policy or load_policy(REPO / "config" / "policy.toml")
+    policy = policy or POLICY
     store = await AsyncStore.open(str(tmp_path / "scenario.db"))
     ami = FakeAmi()
     tracker = CallTracker(hotkey_token=TOKEN, normalize_number=lambda n: n if n.startswith("+") else None)

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from callwarden.policy.rules import load_policy
 from callwarden.state.events import HotkeyPressed, HotkeyRejected, HotkeyRejection
 from callwarden.state.local_pairs import LocalPairs, partner_name
 from callwarden.state.resync import resync_events
 from callwarden.state.tracker import CallTracker
-from tests.unit.scenario import REPO, TOKEN, Scenario, scenario
+from tests.unit.scenario import NO_WAIT, TOKEN, Scenario, scenario
 
 CALLER, AGENT = "PJSIP/caller1-00000001", "PJSIP/agent1-00000004"
 ONE, TWO = "Local/201@lab-queue-member-00000000;1", "Local/201@lab-queue-member-00000000;2"
 NUMBER = "+493012345678"
-POLICY = load_policy(REPO / "config" / "policy.toml")
-NO_WAIT = POLICY.model_copy(update={"end": POLICY.end.model_copy(update={"min_seconds_after_warning": 0})})
 
 
 def a_local_member_call(s: Scenario, linkedid: str = "c1") -> None:

@@ -8,14 +8,11 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from callwarden.policy.rules import load_policy
 from callwarden.records import AuditEntry
-from tests.unit.scenario import REPO, Scenario, scenario
+from tests.unit.scenario import NO_WAIT, POLICY, Scenario, scenario
 
 CALLER, AGENT = "PJSIP/caller1-00000001", "PJSIP/agent1-00000002"
 NUMBER = "+493012345678"
-POLICY = load_policy(REPO / "config" / "policy.toml")
-NO_WAIT = POLICY.model_copy(update={"end": POLICY.end.model_copy(update={"min_seconds_after_warning": 0})})
 
 
 def a_bridged_call(s: Scenario, linkedid: str = "c1", caller_uid: str = "c1", agent_uid: str = "a1") -> None:

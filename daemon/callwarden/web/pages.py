@@ -61,17 +61,19 @@ async def events(request: Request) -> Response:
     return EventSourceResponse(stream(), ping=15, headers={"cache-control": "no-store"})
 
 
-async def _item_or_error(request: Request) -> tuple[reports.WorkItem | None, Response | None]:
+async def _visible_item(request: Request) -> tuple[reports.WorkItem, WebUser] | Response:
+    """The callback the path names and the signed-in user, if that user may see it; else the page
+    that says there is no such open callback."""
     user = current_user(request)
     assert user is not None
     try:
         callback_id = int(request.path_params["callback_id"])
     except ValueError:
-        return None, render(request, "error.html", status_code=404, message_key="error.not_open")
+        return render(request, "error.html", status_code=404, message_key="error.not_open")
     item = await web(request).store.run(lambda store: reports.work_item(store, callback_id))
     if item is None or not reports.may_see(user, item.callback, item.claim):
-        return None, render(request, "error.html", status_code=404, message_key="error.not_open")
-    return item, None
+        return render(request, "error.html", status_code=404, message_key="error.not_open")
+    return item, user
 
 
 async def _row(request: Request, callback_id: int, error: str | None = None, status_code: int = 200) -> Response:
@@ -81,11 +83,10 @@ async def _row(request: Request, callback_id: int, error: str | None = None, sta
 
 @signed_in
 async def claim(request: Request) -> Response:
-    item, problem = await _item_or_error(request)
-    if item is None:
-        return problem or Response(status_code=404)
-    user = current_user(request)
-    assert user is not None
+    found = await _visible_item(request)
+    if isinstance(found, Response):
+        return found
+    item, user = found
     now, callback_id = datetime.now(UTC), item.callback.id
     held = await web(request).store.run(lambda store: db.claim(store, callback_id, user.username, now))
     web(request).changes.notify()
@@ -99,11 +100,10 @@ async def claim(request: Request) -> Response:
 
 @signed_in
 async def release(request: Request) -> Response:
-    item, problem = await _item_or_error(request)
-    if item is None:
-        return problem or Response(status_code=404)
-    user = current_user(request)
-    assert user is not None
+    found = await _visible_item(request)
+    if isinstance(found, Response):
+        return found
+    item, user = found
     callback_id, who = item.callback.id, None if user.supervises else user.username
     await web(request).store.run(lambda store: db.release(store, callback_id, who))
     web(request).changes.notify()
@@ -113,11 +113,10 @@ async def release(request: Request) -> Response:
 @signed_in
 async def call(request: Request) -> Response:
     """Claim if need be, then ring the colleague's phone (then the caller's)."""
-    item, problem = await _item_or_error(request)
-    if item is None:
-        return problem or Response(status_code=404)
-    user = current_user(request)
-    assert user is not None
+    found = await _visible_item(request)
+    if isinstance(found, Response):
+        return found
+    item, user = found
     context, now, callback_id = web(request), datetime.now(UTC), item.callback.id
     held = await context.store.run(lambda store: db.claim(store, callback_id, user.username, now))
     if held is None:
@@ -140,11 +139,10 @@ async def call(request: Request) -> Response:
 
 @signed_in
 async def outcome(request: Request) -> Response:
-    item, problem = await _item_or_error(request)
-    if item is None:
-        return problem or Response(status_code=404)
-    user = current_user(request)
-    assert user is not None
+    found = await _visible_item(request)
+    if isinstance(found, Response):
+        return found
+    item, user = found
     context, callback_id = web(request), item.callback.id
     if item.callback.status is not CallbackStatus.OPEN:
         return await _row(request, callback_id, "error.not_open", 409)
