@@ -257,8 +257,14 @@ class TestPhone:
         wait_until(lambda: self.phone.get_status() == PhoneStatus.REGISTERED, timeout, f"{self.endpoint} registered")
         return self
 
-    def stop(self) -> None:
-        self.phone.stop()
+    def stop(self, timeout: float = 20) -> None:
+        """pyVoIP's own stop, bounded: once (after a failed hand-over test) it deadlocked on its
+        locks and the whole run hung past every timeout. A stop that does not finish is an error."""
+        stopper = threading.Thread(target=self.phone.stop, name=f"stop-{self.endpoint}", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            raise RuntimeError(f"{self.endpoint}: pyVoIP did not stop within {timeout}s (deadlocked)")
 
     def call(self, number: str) -> PhoneCall:
         return PhoneCall(self.phone.call(number))
