@@ -1,4 +1,4 @@
-"""Real SIP test phones: pyVoIP 1.6.8, with its two known bugs patched, plus RFC 4733 keys.
+"""Real SIP test phones: pyVoIP 1.6.8, with its known bugs patched, plus RFC 4733 keys.
 
 pyVoIP registers, calls, answers and reads audio, but cannot send DTMF. A deskphone's hotkey
 is RFC 4733 telephone-events in the call's RTP stream, so :meth:`PhoneCall.press` sends exactly
@@ -77,7 +77,33 @@ def _patch_pyvoip() -> None:
     sip_client.__init__ = init
     sip_client._callwarden_patched = True
 
+    _patch_call_cleanup()
     _patch_rtp_capture()
+
+
+def _patch_call_cleanup() -> None:
+    """3. pyVoIP forgets an incoming call as soon as its answer callback's thread ends, and it
+    does so holding its (non-reentrant) ports lock: ``release_ports`` -> ``_cleanup_dead_calls``
+    -> ``del self.calls[...]``. Dropping a call's last reference there runs ``VoIPCall.__del__``,
+    which calls ``release_ports`` again on the same thread and waits for that lock forever. The
+    garbage collector runs that ``__del__`` on whatever thread it happens to be on, so a phone's
+    SIP thread (it then answers nothing) or the test's own thread could freeze at any moment: a
+    clean-clone run failed a hand-over test that way and then hung in teardown.
+
+    So: a call is forgotten when it ends (pyVoIP's hangup and BYE do that), not when its
+    callback returns (which also made pyVoIP ignore the BYE of a call it had forgotten); no
+    ``__del__`` re-enters the lock. Ports of ended calls are still reclaimed: ``request_port``
+    frees every port no live call holds when it runs out."""
+    phone = VoIPPhone
+
+    def cleanup_dead_callback_threads(self: VoIPPhone) -> None:
+        for thread in [t for t in self.threads if not t.is_alive()]:
+            self.threads.remove(thread)
+            self.threadLookup.pop(thread, None)
+
+    phone._cleanup_dead_calls = cleanup_dead_callback_threads
+    if "__del__" in VoIPCall.__dict__:
+        del VoIPCall.__del__
 
 
 def _patch_rtp_capture() -> None:
