@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
+
+# Every channel is normalized when it enters a bridge (state/tracker.py), so that a hotkey
+# never waits for libphonenumber (tens of microseconds a number). Most of those numbers recur
+# (the agents' own, a queue's, repeat callers; a channel re-entering after hold or transfer):
+# the recent ones are remembered. Bounded; the numbers are the calls' own, held in memory only.
+RECENT_NUMBERS = 4096
 
 
 def to_e164(raw: str | None, country_code: str = "49") -> str | None:
@@ -13,6 +21,11 @@ def to_e164(raw: str | None, country_code: str = "49") -> str | None:
     """
     if not raw:
         return None
+    return _to_e164(raw, country_code)
+
+
+@functools.lru_cache(maxsize=RECENT_NUMBERS)
+def _to_e164(raw: str, country_code: str) -> str | None:
     cleaned = raw.strip()
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
