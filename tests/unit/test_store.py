@@ -6,6 +6,8 @@ import inspect
 import io
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -38,7 +40,7 @@ from callwarden.store import AsyncStore, CallbackNotFound, Store, StoreError, ou
 from callwarden.store import queries as q
 from callwarden.store.aio import THREAD_NAME
 from callwarden.store.engine import describe_location
-from callwarden.store.migrate import alembic_config, head_revision
+from callwarden.store.migrate import HEAD_REVISION, alembic_config, head_revision
 from callwarden.store.schema import callbacks as callbacks_table
 from callwarden.store.schema import metadata
 from tests.unit.test_decisions import FACTS, POLICY
@@ -106,6 +108,24 @@ def test_open_creates_the_directory_and_a_private_file_at_the_newest_schema(db_p
         assert store.location == str(db_path)
     assert db_path.is_file()
     assert stat.S_IMODE(db_path.stat().st_mode) & 0o007 == 0  # not world-readable: personal data
+
+
+def test_the_head_the_store_checks_is_the_newest_script() -> None:
+    # upgrade() compares the database with HEAD_REVISION (no Alembic import when at head):
+    # a new migration script must raise it, or stores would never be migrated to it.
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_store_at_head_opens_without_importing_alembic(db_path: Path) -> None:
+    with Store.open(str(db_path)):
+        pass  # created and migrated here (Alembic runs)
+    probe = (
+        "import sys; from callwarden.store import Store\n"
+        f"with Store.open({str(db_path)!r}) as s: revision = s.revision\n"
+        "print(revision, 'alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1].split() == [HEAD_REVISION, "False"]  # (the store logs before)
 
 
 def test_open_twice_is_idempotent_and_keeps_data(db_path: Path) -> None:

@@ -19,7 +19,6 @@ from callwarden.config import HaConfig
 from callwarden.metrics import Metrics
 from callwarden.state.lease import Change, LeaseState, Timing
 from callwarden.store import StoreError
-from callwarden.store.lease import LeaseClient
 
 log = structlog.get_logger("callwarden.ha")
 
@@ -51,6 +50,10 @@ class Role:
         self.state = LeaseState(Timing(config.lease_seconds))
         self._holder = f"{config.node}/{secrets.token_hex(4)}"  # a restarted node is a new holder
         timing = self.state.timing
+        # psycopg (the lease's driver) is imported only by a node with [ha]: a daemon without
+        # it never loads it (a few MB of memory).
+        from callwarden.store.lease import LeaseClient  # noqa: PLC0415
+
         self._client = LeaseClient(store_url, site=site, holder=self._holder, ttl=timing.ttl, timeout=timing.poll * 2)
         self._site = site
         self._metrics = metrics
