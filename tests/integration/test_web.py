@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from callwarden.records import CallbackStatus
+from callwarden.records import CallbackReason, CallbackStatus, NewCallback
 from callwarden.store import Store
 from callwarden.web import db
 from tests.integration.harness import DaemonProcess, LabPbx, Mosquitto, free_tcp_port, stored_callbacks, wait_for_port
@@ -159,6 +159,48 @@ def test_a_hand_over_callback_is_called_back_from_the_page(
         other.get(f"{web}/supervisor/audit?agent=alice")
         assert "callback_attempt" in other.find_element(By.ID, "audit-rows").text
         screenshot(other, "audit", tmp_path)
+
+
+def test_the_colleague_calling_back_has_the_hotkeys(
+    daemon: DaemonProcess, web: str, phone: Callable[..., TestPhone], pbx: LabPbx, store_path: Path
+) -> None:
+    """The caller called back is the same caller: the colleague's *1 warns them, as an
+    agent's does (the click-to-call leg is marked an agent's leg, dialplan callwarden-callback)."""
+    with Store.open(str(store_path)) as store:
+        now = datetime.now(UTC)
+        callback = store.add_callback(
+            NewCallback(
+                created=now,
+                caller_number="+493012345678",
+                caller_name="Caller One",
+                dialed_number="100",
+                language="en",
+                reason=CallbackReason.HANDOVER_UNANSWERED,
+                agent="agent1",
+                assignee="billing",
+                due=now,
+                linkedid="earlier.1",
+            )
+        )
+    colleague, caller = phone("colleague1"), phone("caller1")
+    with browser() as alice:
+        sign_in(alice, web, "alice")
+        row = f"#callback-{callback.id}"
+        wait_for(alice, row)
+        click(alice, f"{row} button.call")
+        ringing = colleague.next_call(15)
+        ringing.answer()
+        callee = caller.next_call(15)
+        callee.answer()
+        callee.wait_answered()
+        wait_until(lambda: pbx.bridged("colleague1", "caller1"), 15, "colleague and caller talk")
+        ringing.press("*1")
+        made = daemon.wait_for("decision", where=lambda r: r.get("action") == "warn")
+        assert (made["agent"], made["outcome"]) == ("colleague1", "approved")
+        heard(callee, "warn")
+        wait_until(lambda: pbx.bridged("colleague1", "caller1"), 15, "colleague and caller talk again")
+        audio_flows(ringing, callee)
+        ringing.hangup()
 
 
 def test_a_post_without_csrf_token_is_refused_in_the_browser(web: str, store_path: Path) -> None:
