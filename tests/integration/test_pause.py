@@ -23,7 +23,7 @@ import pytest
 from callwarden.records import AuditRecord
 from tests.integration.harness import AMI_PORT, REPO, DaemonProcess, LabPbx, Mosquitto, stored_audit, write_config
 from tests.integration.mqtt import Subscriber
-from tests.sip.phone import PhoneCall, TestPhone, heard, wait_until
+from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +253,34 @@ def test_an_overdue_pause_ends_as_soon_as_a_daemon_runs_again(
         wait_unpaused()
     finally:
         successor.kill()
+
+
+AFTER_WARN = '\n[pause]\nenabled = true\nafter = ["end", "warn"]\nseconds = 3\n'
+
+
+@pytest.mark.parametrize("number", ["111"], ids=["lab-queue-local"], indirect=True)
+@pytest.mark.parametrize("pause_section", [AFTER_WARN], ids=["after-warn"], indirect=True)
+def test_a_warning_pauses_too_when_the_policy_lists_it(
+    daemon: DaemonProcess, queue_call: Callable[[], QueueCall], pbx: LabPbx, store_path: Path
+) -> None:
+    """The agent hears the warning, then that they are paused; the caller holds meanwhile, then
+    the two talk on (the pause ends on its own, the call still going)."""
+    call = queue_call()
+    call.agent.press("*1")
+    made = daemon.wait_for("decision", where=lambda r: r.get("action") == "warn")
+    assert (made["outcome"], made["reason"]) == ("approved", "warning_given")
+    paused = daemon.wait_for("decision", where=lambda r: r.get("action") == "pause")
+    assert paused["reason"] == "agent_paused"
+    wait_paused()
+    heard(call.caller, "warn")
+    heard(call.agent, "warn")
+    heard(call.agent, "agent-paused")
+    wait_until(lambda: pbx.bridged("caller1", "agent1"), 10, "caller and agent bridged again")
+    audio_flows(call.agent, call.caller)
+    daemon.wait_for("decision", timeout=20, where=lambda r: r.get("action") == "unpause")
+    wait_unpaused()
+    (pause,) = audit_of(store_path, made["linkedid"], "pause")
+    assert pause.detail["after"] == "warn"
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@ queue members it pauses, and when each pause ends (policy/pauses.py, state/queue
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import tomllib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,16 +14,18 @@ import pytest
 
 from callwarden.config import ConfigError
 from callwarden.effects.ami_actions import ami_action
+from callwarden.effects.executor import Executor
 from callwarden.policy.commands import PauseAgent, QueuePause, Redirect, StorePause
 from callwarden.policy.decide import decide
 from callwarden.policy.pauses import decide_pause, decide_unpause, due_pauses, next_due, pause_groups
 from callwarden.policy.rules import Policy, parse_policy
 from callwarden.policy.situation import CallFacts
 from callwarden.records import Outcome, Pause
+from callwarden.runtime.pauses import PauseKeeper
 from callwarden.state.events import Hotkey, HotkeyPressed
 from callwarden.state.memory import CallMemory
 from callwarden.state.queue_members import QueueMember, device_of, queue_members
-from callwarden.store import Store
+from callwarden.store import AsyncStore, Store
 from callwarden.store.outbox import record_decision, record_unpause
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
@@ -313,3 +317,77 @@ def check_due_pauses_round_trip(store: Store) -> None:
 def test_due_pauses_round_trip_in_the_store(tmp_path: Path) -> None:
     with Store.open(str(tmp_path / "callwarden.db")) as store:
         check_due_pauses_round_trip(store)
+
+
+# -- the keeper: only the active, logged-in node ends pauses ----------------------------------
+
+
+class FakeAmi:
+    def __init__(self, members: list[dict[str, str]]) -> None:
+        self.logged_in = asyncio.Event()
+        self.logged_in.set()
+        self.members = members
+        self.sent: list[dict[str, str]] = []
+
+    def prepare(self, action: dict[str, str]) -> dict[str, str]:
+        return action
+
+    async def send_action(self, action: Mapping[str, str]) -> object:
+        self.sent.append(dict(action))
+        if action["Action"] == "QueueStatus":
+            return [{"Response": "Success", "EventList": "start"}, *self.members, {"Event": "QueueStatusComplete"}]
+        return {"Response": "Success"}
+
+
+class FakeRole:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.node, self.generation = "a", None
+
+    def is_active(self) -> bool:
+        return self.active
+
+    async def wait_active(self) -> None:
+        return None
+
+
+async def test_only_the_active_node_unpauses_and_a_failed_unpause_stays_due(tmp_path: Path) -> None:
+    store = await AsyncStore.open(str(tmp_path / "callwarden.db"))
+    try:
+        decision = decide_pause(COMMAND, MEMBERS, interface="", site="lab", policy_version="v1", now=T0)
+        stored = [c.pause for c in decision.commands if isinstance(c, StorePause)]
+        await store.run(
+            lambda s: record_decision(s, callbacks=[], incidents=[], audit=decision.audit, events=None, pauses=stored)
+        )
+        ami = FakeAmi([member_event(p.queue, p.interface, "PJSIP/agent1", "1", "abusive-call") for p in stored])
+        role = FakeRole(active=False)
+        clock = [T0 + dt.timedelta(seconds=60)]
+        executor = Executor(ami=ami, store=store, may_act=role.is_active, site="lab")
+        keeper = PauseKeeper(
+            store=store,
+            executor=executor,
+            ami=ami,
+            site="lab",
+            policy_version=lambda: "v1",
+            role=role,  # type: ignore[arg-type]
+            clock=lambda: clock[0],
+        )
+        assert await keeper.round() == 60.0  # not due yet: wait a minute
+        clock[0] = T0 + dt.timedelta(seconds=125)
+        assert await keeper.round() == 2.0  # due, but standby: nothing sent, tried again
+        assert ami.sent == []
+        ami.logged_in.clear()
+        role.active = True
+        assert await keeper.round() == 2.0  # active, but AMI down
+        assert ami.sent == []
+        ami.logged_in.set()
+        assert await keeper.round() is None  # ended: nothing left
+        unpauses = [a for a in ami.sent if a["Action"] == "QueuePause"]
+        assert [(a["Queue"], a["Interface"], a["Paused"]) for a in unpauses] == [
+            (p.queue, p.interface, "false") for p in stored
+        ]
+        assert await store.list_pauses("lab") == []
+        (row,) = [r for r in await store.list_audit() if r.action == "unpause"]
+        assert (row.reason, row.detail["late_seconds"]) == ("agent_unpaused", "5.0")
+    finally:
+        await store.close()
