@@ -133,3 +133,31 @@ class Incident:
 
     def __post_init__(self) -> None:
         require_aware("at", self.at)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewPause:
+    """A queue member the daemon paused (the recovery pause), due to be unpaused at ``until``.
+
+    Kept in the store until the daemon unpaused it, so a restart or a lost AMI link still ends
+    it on time. ``site``: the daemon's (several PBXs may share one database)."""
+
+    site: str
+    agent: str  # the agent's endpoint
+    interface: str  # the queue member's interface as Asterisk has it (QueueStatus Location)
+    queue: str
+    reason: str  # the PausedReason it was paused with
+    linkedid: str  # the call it followed
+    paused_at: datetime
+    until: datetime
+
+    def __post_init__(self) -> None:
+        require_aware("paused_at", self.paused_at)
+        require_aware("until", self.until)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pause(NewPause):
+    """A stored due pause."""
+
+    id: int

@@ -30,6 +30,7 @@ from tests.integration.harness import (
     write_config,
 )
 from tests.sip.phone import PhoneCall, TestPhone, wait_until
+from tests.unit.test_pauses import check_due_pauses_round_trip
 from tests.unit.test_store import CEST, NUMBER, T0, audit_entry, new_callback, open_and_write_at_once
 
 pytestmark = pytest.mark.integration
@@ -51,6 +52,10 @@ def test_open_migrates_once_even_when_nodes_start_together(url: str) -> None:
     with Store.open(url) as again:  # at head: only read
         assert again.revision == head_revision()
         assert len(again.list_audit()) == 4
+
+
+def test_due_pauses_round_trip(store: Store) -> None:
+    check_due_pauses_round_trip(store)
 
 
 def test_callbacks_audit_and_incidents_round_trip_in_utc(store: Store) -> None:

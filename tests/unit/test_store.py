@@ -104,7 +104,7 @@ def fields_of(record: object, cls: type) -> dict[str, object]:
 
 def test_open_creates_the_directory_and_a_private_file_at_the_newest_schema(db_path: Path) -> None:
     with Store.open(str(db_path)) as store:
-        assert store.revision == head_revision() == "0005"
+        assert store.revision == head_revision() == "0006"
         assert store.location == str(db_path)
     assert db_path.is_file()
     assert stat.S_IMODE(db_path.stat().st_mode) & 0o007 == 0  # not world-readable: personal data
@@ -135,7 +135,7 @@ def test_open_twice_is_idempotent_and_keeps_data(db_path: Path) -> None:
         assert store.revision == head_revision()
         assert store.get_callback(added.id) == added
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0006",)]
 
 
 def test_sqlite_url_and_expanded_path(tmp_path: Path) -> None:

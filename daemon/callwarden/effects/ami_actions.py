@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from callwarden.policy.commands import AmiCommand, Hangup, Redirect, SetVar
+from callwarden.policy.commands import AmiCommand, Hangup, QueuePause, Redirect, SetVar
 
 ChannelIsCurrent = Callable[[str, str], bool]  # (name, Uniqueid) -> that name is still that channel
 
@@ -21,6 +21,9 @@ def ami_action(command: AmiCommand) -> dict[str, str]:
             return {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
         case Hangup(channel=channel, cause=cause, uniqueid=uniqueid):
             return {"Action": "Hangup", "Channel": uniqueid or channel, "Cause": str(cause)}
+        case QueuePause(interface=interface, queue=queue, paused=paused, reason=reason):
+            action = {"Action": "QueuePause", "Interface": interface, "Queue": queue, "Paused": str(paused).lower()}
+            return action | {"Reason": reason} if reason else action
         case Redirect():
             action = {
                 "Action": "Redirect",
@@ -43,7 +46,7 @@ def ami_action(command: AmiCommand) -> dict[str, str]:
 def targets(command: AmiCommand) -> list[tuple[str, str]]:
     """The (channel name, Uniqueid) pairs a command acts on."""
     match command:
-        case SetVar(channel=None):
+        case SetVar(channel=None) | QueuePause():
             return []
         case SetVar(channel=str() as channel, uniqueid=uniqueid) | Hangup(channel=channel, uniqueid=uniqueid):
             return [(channel, uniqueid)]

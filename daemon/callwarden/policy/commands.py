@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from callwarden.records import AuditEntry, Incident, NewCallback, Outcome
+from callwarden.records import AuditEntry, Incident, NewCallback, NewPause, Outcome
 from callwarden.state.memory import CallMemory
 
 
@@ -43,6 +43,17 @@ class Hangup:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuePause:
+    """Pause (or unpause) one queue member: ``interface`` as Asterisk has it (QueueStatus's
+    Location), in ``queue``."""
+
+    interface: str
+    queue: str
+    paused: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StoreCallback:
     callback: NewCallback
 
@@ -66,6 +77,32 @@ class FlagIfRepeatCaller:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseAgent:
+    """After the decision's actions: pause the agent in their queues for ``seconds`` (the
+    recovery pause). A follow-up once the PBX said which queue members are the agent's
+    (:func:`callwarden.policy.pauses.decide_pause`), so nothing of it is on the hotkey's path.
+
+    ``device``: the agent's phone as the queues know it (``PJSIP/agent1``); ``caller_channel``:
+    where the queue left the member's interface (``MEMBERINTERFACE``, with ``setinterfacevar``)."""
+
+    agent: str
+    device: str
+    linkedid: str
+    seconds: int
+    reason: str
+    after: str  # the action it follows: "end" or "warn"
+    caller_channel: str | None = None
+    caller_uniqueid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorePause:
+    """A due pause, stored with the pause's audit row (before the QueuePause is sent)."""
+
+    pause: NewPause
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """A supervisor alert (e.g. an agent over a policy limit)."""
 
@@ -74,8 +111,19 @@ class Alert:
     detail: dict[str, str | int]
 
 
-Command = SetVar | Redirect | Hangup | StoreCallback | StoreIncident | FlagIfRepeatCaller | Alert
-AmiCommand = SetVar | Redirect | Hangup
+Command = (
+    SetVar
+    | Redirect
+    | Hangup
+    | QueuePause
+    | StoreCallback
+    | StoreIncident
+    | FlagIfRepeatCaller
+    | PauseAgent
+    | StorePause
+    | Alert
+)
+AmiCommand = SetVar | Redirect | Hangup | QueuePause
 
 
 @dataclass(frozen=True, slots=True)

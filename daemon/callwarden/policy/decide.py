@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import replace
 
 from callwarden.policy.commands import Alert, Command, Decision, StoreCallback
+from callwarden.policy.pauses import pause_after
 from callwarden.policy.rules import Policy
 from callwarden.policy.situation import CallFacts, Situation
 from callwarden.records import CallbackReason, Outcome
@@ -39,7 +40,11 @@ def decide(press: HotkeyPressed, memory: CallMemory, facts: CallFacts, policy: P
     commands: list[Command]
     match press.hotkey:
         case Hotkey.WARN:
-            commands = at.incident("warn") + at.move_both("warn", "warn")
+            # With a recovery pause the agent also hears that they are paused: the caller waits
+            # on hold after the warning until the agent's side reconnects the two.
+            pause = pause_after(at, Hotkey.WARN)
+            moves = at.move_both("warn-hold", "warn-paused") if pause else at.move_both("warn", "warn")
+            commands = at.incident("warn") + moves + pause
             return at.decision(Outcome.APPROVED, "warning_given", commands, memory.warned(now))
         case Hotkey.END:
             return _decide_end(at, memory)
@@ -80,7 +85,9 @@ def _decide_end(at: Situation, memory: CallMemory) -> Decision:
         if ends > at.policy.limits.max_ends_per_hour:
             detail: dict[str, str | int] = {"ends_last_hour": ends, "limit": at.policy.limits.max_ends_per_hour}
             commands.append(Alert("ends_per_hour_exceeded", at.press.agent_endpoint, detail))
-        commands += at.move_both("end", "end")
+        # The pause comes after the Dual Redirect: it adds nothing before the announcement.
+        pause = pause_after(at, Hotkey.END)
+        commands += at.move_both("end", "end-paused" if pause else "end") + pause
         memory = replace(memory, finished=True)
         return at.decision(Outcome.APPROVED, "end_approved", commands, memory, warnings=str(len(memory.warnings)))
     # The agent hears why: "warn first", or "too soon after the warning".

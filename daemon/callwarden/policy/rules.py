@@ -137,6 +137,27 @@ class LanguageRules(_Model):
     rules: list[LanguageRule] = Field(default_factory=list)
 
 
+class PauseRules(_Model):
+    """The recovery pause: after an approved end (and optionally a warning) the agent is paused
+    in their queues for ``seconds`` with ``reason``, then unpaused by the daemon."""
+
+    enabled: bool = False
+    after: list[Literal["end", "warn"]] = Field(default=["end"], min_length=1, max_length=2)
+    seconds: int = Field(default=120, ge=1, le=3600)
+    # Shown in QueueStatus/queue_log and wallboards (PausedReason): a plain token.
+    reason: str = Field(default="abusive-call", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @field_validator("after")
+    @classmethod
+    def _after_once_each(cls, after: list[str]) -> list[str]:
+        if len(set(after)) != len(after):
+            raise ValueError("each of 'end' and 'warn' at most once")
+        return after
+
+    def applies_after(self, action: Hotkey) -> bool:
+        return self.enabled and action.value in self.after
+
+
 class Policy(_Model):
     policy: PolicyMeta
     groups: dict[str, list[str]] = Field(default_factory=dict)
@@ -150,6 +171,7 @@ class Policy(_Model):
     repeat_callers: RepeatCallerRules = RepeatCallerRules()
     limits: LimitRules = LimitRules()
     language: LanguageRules = LanguageRules()
+    pause: PauseRules = PauseRules()
 
     @model_validator(mode="after")
     def _permissions_name_known_groups(self) -> Policy:

@@ -29,6 +29,7 @@ from callwarden.policy.commands import SetVar
 from callwarden.policy.rules import Policy, load_configured_policy
 from callwarden.runtime.ha import AlwaysActive, Role
 from callwarden.runtime.handling import call_handling
+from callwarden.runtime.pauses import PauseKeeper
 from callwarden.runtime.upkeep import Upkeep
 from callwarden.state.tracker import CallTracker
 from callwarden.store import AsyncStore, StoreError
@@ -89,6 +90,8 @@ class Daemon:
             country_code=country,
             outbox=outbox,
             may_act=self.role.is_active,
+            site=config.mqtt.site,
+            on_paused=lambda: self.pauses.wake(),  # noqa: PLW0108 (self.pauses is built below)
         )
         self.handling = parts
         self.book, self.tasks, self.executor = parts.book, parts.tasks, parts.executor
@@ -107,11 +110,20 @@ class Daemon:
             http=self.http,
             role=self.role,
         )
+        self.pauses = PauseKeeper(
+            store=store,
+            executor=self.executor,
+            ami=self.ami,
+            site=config.mqtt.site,
+            policy_version=lambda: self.policy.version,
+            role=self.role,
+        )
         self.stop_requested = asyncio.Event()
 
     async def on_login(self) -> None:
         """After every login: the hotkey token for the dialplan, the calls, their memory, the
         flags. A standby only follows the calls (a read); it takes the rest over with its term."""
+        self.pauses.wake()  # overdue pauses end at once, the others are due again (if active)
         if not self.role.is_active():
             await self.recovery.resync()
             return
@@ -129,6 +141,7 @@ class Daemon:
         """A new term as the active node (ha): forget what was kept while standby, hold the
         calls' events from this very step until their memory is read back from the audit trail
         (the old active's warnings count), then the token, the ends and the flags."""
+        self.pauses.wake()  # the pauses the old active node made end on time (or now, if due)
         if not self.tasks.running:  # the term started before the main loop: start-up does the rest
             self.book.reset()
             return
@@ -188,6 +201,7 @@ class Daemon:
                 group.create_task(self.ami.run(), name="ami")
                 group.create_task(self.upkeep.purge_daily(), name="purge")
                 group.create_task(self.upkeep.watch_health(), name="health")
+                group.create_task(self.pauses.run(), name="pauses")
                 if self.publisher is not None:
                     group.create_task(self.publisher.run(), name="mqtt")
                 group.create_task(self._wait_for_stop(), name="stop")

@@ -65,10 +65,21 @@ def call_handling(
     country_code: str,
     outbox: Outbox | None = None,
     may_act: Callable[[], bool] = lambda: True,
+    site: str = "",
+    on_paused: Callable[[], None] = lambda: None,
 ) -> CallHandling:
-    """``may_act``: this node is the active one (ha); the flow and the executor check it."""
+    """``may_act``: this node is the active one (ha); the flow and the executor check it.
+    ``site``, ``on_paused``: the recovery pauses' (:class:`callwarden.effects.executor.Executor`)."""
     book, tasks = CallBook(), TaskSet()
-    executor = Executor(ami=ami, store=store, outbox=outbox, is_current=tracker.is_current, may_act=may_act)
+    executor = Executor(
+        ami=ami,
+        store=store,
+        outbox=outbox,
+        is_current=tracker.is_current,
+        may_act=may_act,
+        site=site,
+        on_paused=on_paused,
+    )
     recovery = Recovery(ami=ami, tracker=tracker, book=book, store=store, metrics=metrics)
     flow = CallFlow(
         tracker=tracker,

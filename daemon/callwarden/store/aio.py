@@ -17,7 +17,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from callwarden.records import AuditEntry, AuditRecord, Callback, CallbackStatus, Incident, NewCallback
+from callwarden.records import AuditEntry, AuditRecord, Callback, CallbackStatus, Incident, NewCallback, Pause
 from callwarden.store.errors import NotCommitted, StoreError
 from callwarden.store.sync import Store
 
@@ -131,6 +131,11 @@ class AsyncStore:
 
     async def numbers_with_incidents(self, since: datetime) -> list[str]:
         return await self._call(functools.partial(self._store.numbers_with_incidents, since))
+
+    # The recovery pause
+
+    async def list_pauses(self, site: str) -> list[Pause]:
+        return await self._call(functools.partial(self._store.list_pauses, site))
 
     # Upkeep
 

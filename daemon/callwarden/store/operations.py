@@ -11,7 +11,16 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from callwarden.logs import mask_number
-from callwarden.records import AuditEntry, AuditRecord, Callback, CallbackStatus, Incident, NewCallback, require_aware
+from callwarden.records import (
+    AuditEntry,
+    AuditRecord,
+    Callback,
+    CallbackStatus,
+    Incident,
+    NewCallback,
+    Pause,
+    require_aware,
+)
 from callwarden.store import queries as q
 from callwarden.store.errors import CallbackNotFound
 from callwarden.store.writer import Writer
@@ -131,6 +140,13 @@ class StoredRecords:
         """Numbers with an incident at or after ``since``, sorted."""
         with self._reading() as conn:
             return q.numbers_with_incidents(conn, since)
+
+    # The recovery pause
+
+    def list_pauses(self, site: str) -> list[Pause]:
+        """The site's due pauses (the queue members the daemon paused), soonest first."""
+        with self._reading() as conn:
+            return q.select_pauses(conn, site)
 
     # Upkeep
 

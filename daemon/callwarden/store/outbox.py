@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from callwarden.records import AuditEntry, Callback, Incident, NewCallback, OutboxEvent, require_aware
+from callwarden.records import AuditEntry, Callback, Incident, NewCallback, NewPause, OutboxEvent, require_aware
 from callwarden.store import queries as q
 from callwarden.store.schema import outbox
 from callwarden.store.sync import Store
-from callwarden.store.writer import Writer
+from callwarden.store.writer import CoreWriter, Writer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +54,10 @@ def record_decision(
     incidents: Sequence[Incident],
     audit: AuditEntry,
     events: EventFactory | None,
+    pauses: Sequence[NewPause] = (),
     core: bool = False,
 ) -> Recorded:
-    """Callbacks, incidents, the audit row and their outbox events: one transaction.
+    """Callbacks, incidents, due pauses, the audit row and their outbox events: one transaction.
 
     The hotkey's action waits for it: on SQLite it runs as prepared statements on the
     driver's connection (``core=True``: through SQLAlchemy Core; the same rows).
@@ -65,10 +66,24 @@ def record_decision(
         stored = [q.insert_callback(writer, new) for new in callbacks]
         for incident in incidents:
             q.insert_incident(writer, incident)
+        for pause in pauses:
+            q.insert_pause(writer, pause)
         audit_id = q.insert_audit(writer, audit)
         if events is not None:
             insert_events(writer, events(stored, audit_id))
     return Recorded(callbacks=stored, audit_id=audit_id)
+
+
+def record_unpause(store: Store, *, ended: Sequence[int], audit: AuditEntry, events: EventFactory | None) -> Recorded:
+    """A pause carried out to its end: its due rows deleted, the audit row and its events
+    written, in one transaction (after the unpause was sent: a failure keeps it due)."""
+    with store.transaction() as conn:
+        q.delete_pauses(conn, ended)
+        writer = CoreWriter(conn)
+        audit_id = q.insert_audit(writer, audit)
+        if events is not None:
+            insert_events(writer, events([], audit_id))
+    return Recorded(callbacks=[], audit_id=audit_id)
 
 
 def enqueue(store: Store, events: Sequence[OutboxEvent]) -> None:

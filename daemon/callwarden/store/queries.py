@@ -22,9 +22,11 @@ from callwarden.records import (
     CallbackStatus,
     Incident,
     NewCallback,
+    NewPause,
+    Pause,
     require_aware,
 )
-from callwarden.store.schema import audit, callbacks, incidents, store_health
+from callwarden.store.schema import agent_pauses, audit, callbacks, incidents, store_health
 from callwarden.store.writer import Writer
 
 
@@ -36,7 +38,7 @@ def _audit(row: RowMapping) -> AuditRecord:
     return AuditRecord(**dict(row))
 
 
-def _values(record: NewCallback | AuditEntry | Incident) -> dict[str, Any]:
+def _values(record: NewCallback | AuditEntry | Incident | NewPause) -> dict[str, Any]:
     # The record's fields, shallow (``asdict`` deep-copies: measurable on the hotkey's path).
     return dict(vars(record))
 
@@ -144,3 +146,22 @@ def purge(
 def touch_health(conn: Connection, at: datetime) -> bool:
     result = conn.execute(sa.update(store_health).where(store_health.c.id == 1).values(checked_at=at))
     return result.rowcount == 1
+
+
+# The recovery pause (due pauses)
+
+
+def insert_pause(writer: Writer, pause: NewPause) -> int:
+    return writer.insert(agent_pauses, _values(pause))
+
+
+def select_pauses(conn: Connection, site: str) -> list[Pause]:
+    """The site's due pauses, soonest first."""
+    query = sa.select(agent_pauses).where(agent_pauses.c.site == site).order_by(agent_pauses.c.until, agent_pauses.c.id)
+    return [Pause(**dict(row)) for row in conn.execute(query).mappings()]
+
+
+def delete_pauses(conn: Connection, ids: Sequence[int]) -> int:
+    if not ids:
+        return 0
+    return int(conn.execute(sa.delete(agent_pauses).where(agent_pauses.c.id.in_(list(ids)))).rowcount)

@@ -208,3 +208,22 @@ ha_lease = sa.Table(
     sa.Column("generation", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The recovery pause (revision 0006): each queue member the daemon paused, until it unpaused it
+# (then the row is deleted; the audit trail keeps the history). ``site``: the daemon's
+# ([mqtt] site): each daemon on a shared database ends its own PBX's pauses.
+agent_pauses = sa.Table(
+    "agent_pauses",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("agent", sa.Text, nullable=False),
+    sa.Column("interface", sa.Text, nullable=False),
+    sa.Column("queue", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("linkedid", sa.Text, nullable=False),
+    sa.Column("paused_at", UtcDateTime, nullable=False),
+    sa.Column("until", UtcDateTime, nullable=False),
+    sa.Index(None, "site", "until"),
+    sqlite_autoincrement=True,
+)
