@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 PG_LOCK_KEY = 0x63616C6C77617264  # "callward": the advisory lock held while migrating
-HEAD_REVISION = "0005"  # the newest script in migrations/versions: raise it with every new one
+HEAD_REVISION = "0006"  # the newest script in migrations/versions: raise it with every new one
 VERSION_TABLE = "alembic_version"
 
 
