@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DaemonProcess, LabPbx, free_tcp_port, write_config
+from tests.integration.harness import AMI_PORT, DaemonProcess, LabPbx, free_tcp_port, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_bad_config_names_the_key_and_opens_no_socket(tmp_path: Path) -> None:
 
 
 def test_refused_login_exits_77_and_never_logs_the_secret(pbx: LabPbx, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.toml", ami={"secret": "wrong-secret-123"})
+    config = write_config(tmp_path / "c.toml", ami={"secret": "wrong-secret-123", "port": AMI_PORT})  # this lab PBX
     daemon = DaemonProcess(config).start()
     try:
         refused = daemon.wait_for("ami_login_refused")
