@@ -149,7 +149,7 @@ async def test_an_action_decided_while_active_is_not_sent_once_the_lease_ran_out
             s.press("warn", AGENT, CALLER)
             await s.settled()
         assert s.ami.actions("Redirect") == []
-        # The warning's Redirect is not sent; its follow-up (the repeat-caller flag) not committed.
-        assert [e["phase"] for e in logs if e["event"] == "standby_not_acting"] == ["send", "commit"]
+        # The warning's Redirect is not sent; its follow-up (the repeat-caller flag) not looked at.
+        assert [e["phase"] for e in logs if e["event"] == "standby_not_acting"] == ["send", "follow_ups"]
         (failure,) = [r for r in await s.audit("c1") if r.outcome == "failed"]
         assert "standby" in failure.reason

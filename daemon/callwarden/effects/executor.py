@@ -110,8 +110,29 @@ class Executor:
         return self._act(decision, committing, prepared, started)
 
     async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
-        """Store, then act. Returns False if an AMI step failed (recorded in the audit trail)."""
-        return await self.start(decision, started=started)
+        """Store, act, then the follow-ups. Returns False if an AMI step failed (recorded in
+        the audit trail)."""
+        ok = await self.start(decision, started=started)
+        await self.follow_ups(decision)
+        return ok
+
+    async def follow_ups(self, decision: Decision) -> None:
+        """What a decision leads to once its own actions are out (they are the agent's
+        blink; these may take round trips): is the caller a repeat caller now, the pause."""
+        if not any(isinstance(c, FlagIfRepeatCaller | StorePause | PauseAgent) for c in decision.commands):
+            return
+        if not self._may_act():
+            linkedid = decision.audit.linkedid
+            log.warning("standby_not_acting", action=decision.action, linkedid=linkedid, phase="follow_ups")
+            return
+        for check in decision.commands:
+            if isinstance(check, FlagIfRepeatCaller):
+                await self._flag_if_repeat(check, decision.audit.policy_version)
+        if any(isinstance(c, StorePause) for c in decision.commands):
+            self._on_paused()  # stored as due: the pause keeper knows when it ends
+        for pause in decision.commands:
+            if isinstance(pause, PauseAgent):
+                await self._pause(pause, decision.audit.policy_version)
 
     @staticmethod
     async def _not_acting(decision: Decision) -> bool:
@@ -148,14 +169,6 @@ class Executor:
         )
         if error is not None:
             await self._store.add_audit(audit.failure(decision, error, self._clock()))
-        for check in decision.commands:
-            if isinstance(check, FlagIfRepeatCaller):
-                await self._flag_if_repeat(check, decision.audit.policy_version)
-        if any(isinstance(c, StorePause) for c in decision.commands):
-            self._on_paused()  # stored as due: the pause keeper knows when it ends
-        for pause in decision.commands:
-            if isinstance(pause, PauseAgent):
-                await self._pause(pause, decision.audit.policy_version)
         return error is None
 
     async def _flag_if_repeat(self, check: FlagIfRepeatCaller, policy_version: str) -> None:

@@ -270,3 +270,7 @@ class CallFlow:
             return
         if ok and started is not None and decision.commands:
             self._metrics.hotkey_to_action.observe(time.perf_counter() - started)
+        try:
+            await self._executor.follow_ups(decision)  # not in the hotkey's figure: after it
+        except Exception:
+            log.exception("follow_up_failed", linkedid=decision.audit.linkedid, action=decision.action)
