@@ -428,8 +428,8 @@ class TcpProxy:
             upstream.close()
 
 
-def stored_audit(path: Path, linkedid: str | None = None) -> list[AuditRecord]:
-    """The daemon's audit trail as committed in its store (oldest first)."""
+def stored_audit(path: Path | str, linkedid: str | None = None) -> list[AuditRecord]:
+    """The daemon's audit trail as committed in its store (oldest first): a file or a URL."""
     with Store.open(str(path)) as store:
         return store.list_audit(linkedid=linkedid)
 

@@ -21,7 +21,17 @@ import jsonschema
 import pytest
 
 from callwarden.records import AuditRecord
-from tests.integration.harness import AMI_PORT, REPO, DaemonProcess, LabPbx, Mosquitto, stored_audit, write_config
+from tests.integration.harness import (
+    AMI_PORT,
+    REPO,
+    DaemonProcess,
+    LabPbx,
+    Mosquitto,
+    PostgresServer,
+    free_tcp_port,
+    stored_audit,
+    write_config,
+)
 from tests.integration.mqtt import Subscriber
 from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
 
@@ -151,7 +161,7 @@ def end_the_call(daemon: DaemonProcess, call: QueueCall, pbx: LabPbx) -> dict[st
     return made
 
 
-def audit_of(store_path: Path, linkedid: object, action: str) -> list[AuditRecord]:
+def audit_of(store_path: Path | str, linkedid: object, action: str) -> list[AuditRecord]:
     return [r for r in stored_audit(store_path, str(linkedid)) if r.action == action]
 
 
@@ -322,3 +332,55 @@ def test_the_pause_and_the_unpause_reach_mqtt(
         assert event["data"]["agent"] == "agent1"
     assert (paused["data"]["outcome"], paused["data"]["reason"]) == ("approved", "agent_paused")
     assert (unpaused["data"]["outcome"], unpaused["data"]["reason"]) == ("approved", "agent_unpaused")
+
+
+TAKEOVER_PAUSE = "\n[pause]\nenabled = true\nseconds = 12\n"
+
+
+@pytest.mark.parametrize("number", ["110"], ids=["lab-queue-pjsip"], indirect=True)
+@pytest.mark.parametrize("pause_section", [TAKEOVER_PAUSE], ids=["12s"], indirect=True)
+def test_the_standby_ends_the_pause_of_an_active_killed_during_it(
+    pbx: LabPbx,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    test_sections: dict[str, dict[str, Any]],
+    queue_call: Callable[[], QueueCall],
+) -> None:
+    """Issue 13's follow-ups taken over: the active pauses the agent and dies (kill -9); the
+    standby takes over and ends the pause on time, once."""
+    url = postgres.database()
+    nodes: list[DaemonProcess] = []
+
+    def node(name: str) -> DaemonProcess:
+        sections = test_sections | {
+            "store": {"path": url},
+            "ami": test_sections["ami"] | {"hotkey_token": "pause-ha-hotkey-token-01"},
+            "http": {"port": free_tcp_port()},
+            "ha": {"enabled": True, "node": name, "lease_seconds": 3.0},
+        }
+        nodes.append(DaemonProcess(write_config(tmp_path / f"{name}.toml", **sections)).start())
+        return nodes[-1]
+
+    try:
+        active = node("a")
+        active.wait_for("ha_active")
+        active.wait_for("repeat_callers_synced")
+        standby = node("b")
+        standby.wait_for("calls_resynced")
+        call = queue_call()
+        made = end_the_call(active, call, pbx)
+        active.wait_for("decision", where=lambda r: r.get("action") == "pause")
+        wait_paused()
+        active.kill()
+        standby.wait_for("ha_active", timeout=15)
+        unpaused = standby.wait_for("decision", timeout=30, where=lambda r: r.get("action") == "unpause")
+        assert unpaused["reason"] == "agent_unpaused"
+        wait_unpaused()
+        call.caller.wait_ended()
+    finally:
+        for proc in nodes:
+            proc.kill()
+    (pause,) = audit_of(url, made["linkedid"], "pause")
+    (unpause,) = audit_of(url, made["linkedid"], "unpause")  # once: by the standby
+    assert unpause.at >= dt.datetime.fromisoformat(str(pause.detail["until"]))
+    assert [r for r in standby.events("decision") if r.get("action") == "pause"] == []  # not paused twice

@@ -208,6 +208,23 @@ def test_the_member_the_queue_connected_counts_with_its_other_queues() -> None:
     assert {("freepbx", "Local/201@from-queue/n"), ("freepbx2", "Local/201@from-queue/n")} <= sent
 
 
+def test_a_freepbx_member_follows_the_hint_of_the_phone_s_extension() -> None:
+    """On FreePBX the phone is PJSIP/201 and its members follow hint:201@ext-local: found without
+    MEMBERINTERFACE; another extension's hint (2010, 20) is not the agent's."""
+    members = queue_members(
+        [
+            member_event("sales", "Local/201@from-queue/n", state="hint:201@ext-local"),
+            member_event("support", "Local/201@from-queue/n", state="Hint:201@ext-local"),
+            member_event("sales", "Local/2010@from-queue/n", state="hint:2010@ext-local"),
+            member_event("sales", "Local/20@from-queue/n", state="hint:20@ext-local"),
+        ]
+    )
+    command = replace(COMMAND, agent="201", device="PJSIP/201")
+    decision = decide_pause(command, members, interface="", site="lab", policy_version="v1", now=T0)
+    sent = [(c.queue, c.interface) for c in decision.commands if isinstance(c, QueuePause)]
+    assert sent == [("sales", "Local/201@from-queue/n"), ("support", "Local/201@from-queue/n")]
+
+
 def test_no_membership_or_only_paused_ones_pauses_nothing() -> None:
     other = replace(COMMAND, device="PJSIP/agent9")
     none = decide_pause(other, MEMBERS, interface="", site="lab", policy_version="v1", now=T0)

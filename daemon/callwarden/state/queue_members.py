@@ -60,10 +60,24 @@ def members_of(members: Iterable[QueueMember], device: str, interface: str = "")
     """The agent's memberships: the members that are the agent's device (a PJSIP member), or
     follow its state (a Local member with the phone as its state interface), or have the
     interface the queue connected the call to (``interface``: ``MEMBERINTERFACE``) -- and
-    every other membership of that same interface (the agent's other queues)."""
+    every other membership of that same interface (the agent's other queues).
+
+    FreePBX's members follow a hint (``hint:201@ext-local``), not the phone; its phones are named
+    by their extension (``PJSIP/201``), so a hint whose extension is the device's name counts."""
     wanted = {device.casefold()}
+    _, _, resource = device.casefold().partition("/")
+    if resource:
+        wanted |= {m.state_interface.casefold() for m in members if _hint_of(m.state_interface) == resource}
     interfaces = {m.interface for m in members if m.state_interface.casefold() in wanted}
     interfaces |= {m.interface for m in members if m.interface.casefold() in wanted}
     if interface:
         interfaces |= {m.interface for m in members if m.interface == interface}
     return [m for m in members if m.interface in interfaces]
+
+
+def _hint_of(state_interface: str) -> str:
+    """``hint:201@ext-local`` -> ``201`` (casefolded); '' if it is no hint."""
+    kind, sep, rest = state_interface.partition(":")
+    if not sep or kind.casefold() != "hint":
+        return ""
+    return rest.partition("@")[0].casefold()
