@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
@@ -94,11 +94,24 @@ class _QuietHandler(WSGIRequestHandler):
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
 
 
+class RoleView(Protocol):
+    """The node's role (runtime/ha.py), read without a round trip."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def generation(self) -> int | None: ...
+
+
 class HttpServer:
     """``/metrics`` and ``/healthz`` on their own thread."""
 
-    def __init__(self, *, host: str, port: int, metrics: Metrics) -> None:
+    def __init__(self, *, host: str, port: int, metrics: Metrics, role: RoleView | None = None) -> None:
+        """``role``: /healthz reads it at each request (the snapshot's role would be the last
+        health round's, or "active" before the first: a standby must never say so)."""
         self.health = Health()
+        self._role = role
         self._metrics_app = make_wsgi_app(metrics.registry)
         self._server: WSGIServer = make_server(host, port, self._app, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="callwarden-http", daemon=True)
@@ -110,6 +123,8 @@ class HttpServer:
             return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
             health = self.health  # one read of an immutable snapshot
+            if self._role is not None:
+                health = replace(health, role=self._role.role, generation=self._role.generation)
             body = json.dumps(health.document()).encode()
             status = "200 OK" if health.ok else "503 Service Unavailable"
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

@@ -4,12 +4,16 @@ taking over it counts the warning the old active gave."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from callwarden.config import ConfigError, parse_config
+from callwarden.metrics import HttpServer, Metrics
 from callwarden.state.lease import Change, LeaseState, Timing
 from tests.unit.scenario import scenario
 from tests.unit.test_scenarios import AGENT, CALLER, NO_WAIT, a_bridged_call
@@ -153,3 +157,31 @@ async def test_an_action_decided_while_active_is_not_sent_once_the_lease_ran_out
         assert [e["phase"] for e in logs if e["event"] == "standby_not_acting"] == ["send", "follow_ups"]
         (failure,) = [r for r in await s.audit("c1") if r.outcome == "failed"]
         assert "standby" in failure.reason
+
+
+def test_healthz_says_standby_from_the_start_and_follows_the_role() -> None:
+    """/healthz reads the role at each request: a standby never says active, not even before
+    the first health round (the snapshot's default), and a new term shows at once."""
+
+    class FakeRole:
+        role = "standby"
+        generation: int | None = None
+
+    role = FakeRole()
+    server = HttpServer(host="127.0.0.1", port=0, metrics=Metrics(), role=role)
+    server.start()
+    try:
+        url = f"http://{server.address}/healthz"
+
+        def document() -> dict[str, object]:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return dict(json.load(response))
+            except urllib.error.HTTPError as failing:  # 503: not logged in yet, still a document
+                return dict(json.load(failing))
+
+        assert (document()["role"], document()["generation"]) == ("standby", None)
+        role.role, role.generation = "active", 7
+        assert (document()["role"], document()["generation"]) == ("active", 7)
+    finally:
+        server.stop()

@@ -97,7 +97,9 @@ class Daemon:
         self.book, self.tasks, self.executor = parts.book, parts.tasks, parts.executor
         self.recovery, self.flow = parts.recovery, parts.flow
         http = config.http
-        self.http = HttpServer(host=http.host, port=http.port, metrics=self.metrics) if http.enabled else None
+        self.http = (
+            HttpServer(host=http.host, port=http.port, metrics=self.metrics, role=self.role) if http.enabled else None
+        )
         self.upkeep = Upkeep(
             config=config,
             policy=lambda: self.policy,
