@@ -10,6 +10,7 @@ when another process wrote in between; plain ``BEGIN`` for reads.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,24 @@ def describe_location(url_or_path: str) -> str:
         return "(not a database path or URL)"
 
 
+def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL (it stays so). A new file that several processes open at once
+    (the daemon and callwarden web starting together on a fresh install) sees them race for
+    the switch, and SQLite answers "database is locked" at once, without waiting its busy
+    timeout: the loser tries again until the timeout (a file already in WAL is only read)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                connection.execute("PRAGMA journal_mode = WAL").close()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # SQLite has nothing to wait on for this lock
+
+
 def create_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> Engine:
     """An engine for ``url``; for an SQLite file, its directory is created first."""
     path = sqlite_file(url)
@@ -84,12 +103,9 @@ def create_engine(url: sa.URL, *, busy_timeout: float = 5.0) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         assert isinstance(dbapi_connection, sqlite3.Connection)
         dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT by pysqlite
-        for pragma in (
-            f"busy_timeout = {timeout_ms}",
-            "journal_mode = WAL",
-            "synchronous = FULL",
-            "foreign_keys = ON",
-        ):
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {timeout_ms}").close()
+        _use_wal(dbapi_connection, busy_timeout)
+        for pragma in ("synchronous = FULL", "foreign_keys = ON"):
             dbapi_connection.execute(f"PRAGMA {pragma}").close()
 
     @event.listens_for(engine, "begin")
