@@ -15,6 +15,7 @@ import pytest
 from callwarden.config import ConfigError
 from callwarden.effects.ami_actions import ami_action
 from callwarden.effects.executor import Executor
+from callwarden.effects.follow_ups import FollowUps
 from callwarden.policy.commands import PauseAgent, QueuePause, Redirect, StorePause
 from callwarden.policy.decide import decide
 from callwarden.policy.pauses import decide_pause, decide_unpause, due_pauses, next_due, pause_groups
@@ -379,10 +380,11 @@ async def test_only_the_active_node_unpauses_and_a_failed_unpause_stays_due(tmp_
         ami = FakeAmi([member_event(p.queue, p.interface, "PJSIP/agent1", "1", "abusive-call") for p in stored])
         role = FakeRole(active=False)
         clock = [T0 + dt.timedelta(seconds=60)]
-        executor = Executor(ami=ami, store=store, may_act=role.is_active, site="lab")
+        executor = Executor(ami=ami, store=store, may_act=role.is_active)
+        follow_ups = FollowUps(executor=executor, ami=ami, store=store, may_act=role.is_active, site="lab")
         keeper = PauseKeeper(
             store=store,
-            executor=executor,
+            follow_ups=follow_ups,
             ami=ami,
             site="lab",
             policy_version=lambda: "v1",

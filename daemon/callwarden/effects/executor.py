@@ -1,10 +1,8 @@
 """Carries out a decision's commands: the store first (committed), then AMI, in order.
 
 The only place where decisions meet I/O. Every outcome, including failures, ends up in the
-audit trail and in one canonical log line. A decision's follow-ups that need the store's
-answer (is this caller a repeat caller now?) are decided here by the pure policy function and
-carried out the same way, and so is the recovery pause once the PBX said which queue
-members are the agent's (:mod:`callwarden.policy.pauses`).
+audit trail and in one canonical log line. What a decision leads to once its actions are out
+(the repeat-caller check, the recovery pause) is :mod:`callwarden.effects.follow_ups`.
 """
 
 from __future__ import annotations
@@ -27,19 +25,13 @@ from callwarden.policy.commands import (
     AmiCommand,
     Command,
     Decision,
-    FlagIfRepeatCaller,
-    PauseAgent,
     StoreCallback,
     StoreIncident,
     StorePause,
 )
-from callwarden.policy.pauses import decide_pause
-from callwarden.policy.repeat_callers import decide_flag
 from callwarden.records import AuditEntry
-from callwarden.state.channels import plausible_channel
-from callwarden.state.queue_members import QueueMember, queue_members
 from callwarden.store import Store as SyncStore
-from callwarden.store.outbox import Recorded, record_decision, record_unpause
+from callwarden.store.outbox import Recorded, record_decision
 
 log = structlog.get_logger("callwarden.executor")
 
@@ -51,7 +43,6 @@ class Ami(Protocol):
 
 class Store(Protocol):
     async def add_audit(self, entry: AuditEntry) -> int: ...
-    async def count_incidents(self, caller_number: str, since: dt.datetime) -> int: ...
     def submit(self, fn: Callable[[SyncStore], Recorded]) -> Awaitable[Recorded]: ...
 
 
@@ -70,12 +61,8 @@ class Executor:
         is_current: ChannelIsCurrent | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         may_act: Callable[[], bool] = lambda: True,
-        site: str = "",
-        on_paused: Callable[[], None] = lambda: None,
     ) -> None:
         """``outbox``: the decisions' MQTT events go into the store with them (None: no MQTT).
-        ``site``: the due pauses' (the daemon's [mqtt] site); ``on_paused``: a pause was stored
-        (the one who ends them on time looks again).
         ``is_current``: a command's channel must still be the one decided on (None: unchecked).
         ``may_act``: this node is the active one (ha): checked before the commit and again
         before every AMI action, so a node whose lease ran out meanwhile (or that was
@@ -86,8 +73,6 @@ class Executor:
         self._is_current = is_current
         self._clock = clock
         self._may_act = may_act
-        self._site = site
-        self._on_paused = on_paused
 
     def start(self, decision: Decision, *, started: float | None = None) -> Coroutine[Any, Any, bool]:
         """Hand the decision's records to the store now; the coroutine returned acts on them.
@@ -110,29 +95,9 @@ class Executor:
         return self._act(decision, committing, prepared, started)
 
     async def execute(self, decision: Decision, *, started: float | None = None) -> bool:
-        """Store, act, then the follow-ups. Returns False if an AMI step failed (recorded in
-        the audit trail)."""
-        ok = await self.start(decision, started=started)
-        await self.follow_ups(decision)
-        return ok
-
-    async def follow_ups(self, decision: Decision) -> None:
-        """What a decision leads to once its own actions are out (they are the agent's
-        blink; these may take round trips): is the caller a repeat caller now, the pause."""
-        if not any(isinstance(c, FlagIfRepeatCaller | StorePause | PauseAgent) for c in decision.commands):
-            return
-        if not self._may_act():
-            linkedid = decision.audit.linkedid
-            log.warning("standby_not_acting", action=decision.action, linkedid=linkedid, phase="follow_ups")
-            return
-        for check in decision.commands:
-            if isinstance(check, FlagIfRepeatCaller):
-                await self._flag_if_repeat(check, decision.audit.policy_version)
-        if any(isinstance(c, StorePause) for c in decision.commands):
-            self._on_paused()  # stored as due: the pause keeper knows when it ends
-        for pause in decision.commands:
-            if isinstance(pause, PauseAgent):
-                await self._pause(pause, decision.audit.policy_version)
+        """Store, then act. Returns False if an AMI step failed (recorded in the audit trail).
+        What the decision leads to afterwards: :class:`callwarden.effects.follow_ups.FollowUps`."""
+        return await self.start(decision, started=started)
 
     @staticmethod
     async def _not_acting(decision: Decision) -> bool:
@@ -170,82 +135,6 @@ class Executor:
         if error is not None:
             await self._store.add_audit(audit.failure(decision, error, self._clock()))
         return error is None
-
-    async def _flag_if_repeat(self, check: FlagIfRepeatCaller, policy_version: str) -> None:
-        incidents = await self._store.count_incidents(check.caller_number, check.since)
-        flag = decide_flag(check, incidents, policy_version, self._clock())
-        if flag is not None:
-            await self.execute(flag)
-
-    async def _pause(self, command: PauseAgent, policy_version: str) -> None:
-        """The recovery pause: which queue members are the agent's, then pause them (stored as
-        due first). Nothing is paused if the PBX cannot say (nobody is left paused)."""
-        members = await self.queue_members()
-        if members is None:
-            log.warning("agent_not_paused", agent=command.agent, linkedid=command.linkedid, reason="no_queue_status")
-            return
-        interface = await self._member_interface(command)
-        decision = decide_pause(
-            command, members, interface=interface, site=self._site, policy_version=policy_version, now=self._clock()
-        )
-        await self.execute(decision)
-
-    async def queue_members(self) -> list[QueueMember] | None:
-        """Every queue member as Asterisk has them now (QueueStatus), None if it did not answer."""
-        if not self._may_act():
-            return None
-        try:
-            reply = await self._ami.send_action({"Action": "QueueStatus"})
-        except (AmiError, TimeoutError, OSError) as exc:
-            log.warning("queue_status_failed", error=f"{type(exc).__name__}: {exc}")
-            return None
-        messages: list[Mapping[str, str]] = reply if isinstance(reply, list) else [reply]  # type: ignore[list-item]
-        first = messages[0] if messages else None
-        if first is None or first.get("Response") not in ("Success", None, ""):
-            error = first.get("Message", "") if first is not None else "no reply"
-            log.warning("queue_status_failed", error=error)
-            return None
-        return queue_members(dict(m.items()) for m in messages)
-
-    async def _member_interface(self, command: PauseAgent) -> str:
-        """The member interface the queue connected the call to (``MEMBERINTERFACE`` on the
-        caller's channel, with the queue's ``setinterfacevar``); '' if unknown. Only compared
-        with QueueStatus's members, never sent as it is."""
-        channel, uniqueid = command.caller_channel, command.caller_uniqueid
-        if channel is None or (self._is_current is not None and not self._is_current(channel, uniqueid)):
-            return ""
-        try:
-            reply = await self._ami.send_action({"Action": "Getvar", "Channel": channel, "Variable": "MEMBERINTERFACE"})
-        except (AmiError, TimeoutError, OSError):
-            return ""
-        get = getattr(reply, "get", None)
-        value = str(get("Value", "") or "") if get is not None and get("Response") == "Success" else ""
-        return value if plausible_channel(value) else ""
-
-    async def unpause(self, decision: Decision, ended: Sequence[int]) -> bool:
-        """End a pause: its unpause actions first, then (once sent) its audit row and events,
-        and its due rows deleted, in one transaction. False (still due) if an action failed."""
-        error = await self.send(decision.commands)
-        bound = log.bind(linkedid=decision.audit.linkedid, agent=decision.audit.agent)
-        if error is not None:
-            bound.warning("agent_not_unpaused", ami_error=error, retry=True)
-            return False
-        events = self._outbox.events_of(decision) if self._outbox is not None else None
-        await self._store.submit(
-            lambda store: record_unpause(store, ended=list(ended), audit=decision.audit, events=events)
-        )
-        if self._outbox is not None:
-            self._outbox.committed()
-        bound.info(
-            "decision",
-            action=decision.action,
-            outcome=decision.outcome.value,
-            reason=decision.reason,
-            policy_version=decision.audit.policy_version,
-            ami_error=None,
-            **{k: v for k, v in decision.audit.detail.items() if k in ("members", "late_seconds")},
-        )
-        return True
 
     def prepare(self, commands: Sequence[Command]) -> list[Mapping[str, str]] | str:
         """The AMI actions of ``commands``, every one checked, the first also encoded (it is

@@ -114,7 +114,7 @@ class Daemon:
         )
         self.pauses = PauseKeeper(
             store=store,
-            executor=self.executor,
+            follow_ups=parts.follow_ups,
             ami=self.ami,
             site=config.mqtt.site,
             policy_version=lambda: self.policy.version,

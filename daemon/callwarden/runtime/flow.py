@@ -23,6 +23,7 @@ import structlog
 from callwarden.ami.framing import Frame
 from callwarden.effects import audit
 from callwarden.effects.executor import Executor
+from callwarden.effects.follow_ups import FollowUps
 from callwarden.logs import mask_number
 from callwarden.metrics import Metrics
 from callwarden.numbers import to_e164
@@ -66,6 +67,7 @@ class CallFlow:
         tracker: CallTracker,
         book: CallBook,
         executor: Executor,
+        follow_ups: FollowUps,
         store: AuditStore,
         tasks: TaskSet,
         metrics: Metrics,
@@ -78,6 +80,7 @@ class CallFlow:
         self.tracker = tracker
         self.book = book
         self._executor = executor
+        self._follow_ups = follow_ups
         self._store = store
         self._tasks = tasks
         self._metrics = metrics
@@ -271,6 +274,6 @@ class CallFlow:
         if ok and started is not None and decision.commands:
             self._metrics.hotkey_to_action.observe(time.perf_counter() - started)
         try:
-            await self._executor.follow_ups(decision)  # not in the hotkey's figure: after it
+            await self._follow_ups.run(decision)  # not in the hotkey's figure: after it
         except Exception:
             log.exception("follow_up_failed", linkedid=decision.audit.linkedid, action=decision.action)

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 from callwarden.effects.executor import Ami as ExecutorAmi
 from callwarden.effects.executor import Executor
 from callwarden.effects.executor import Store as ExecutorStore
+from callwarden.effects.follow_ups import FollowUps
+from callwarden.effects.follow_ups import Store as FollowUpsStore
 from callwarden.effects.outbox_events import Outbox
 from callwarden.metrics import Metrics
 from callwarden.policy.rules import Policy
@@ -27,7 +29,7 @@ class Ami(ExecutorAmi, RecoveryAmi, Protocol):
     """What call handling needs of the AMI client."""
 
 
-class Store(ExecutorStore, RecoveryStore, Protocol):
+class Store(ExecutorStore, FollowUpsStore, RecoveryStore, Protocol):
     """What call handling needs of the store."""
 
 
@@ -37,6 +39,7 @@ class CallHandling:
     book: CallBook
     tasks: TaskSet
     executor: Executor
+    follow_ups: FollowUps
     recovery: Recovery
     flow: CallFlow
 
@@ -69,9 +72,11 @@ def call_handling(
     on_paused: Callable[[], None] = lambda: None,
 ) -> CallHandling:
     """``may_act``: this node is the active one (ha); the flow and the executor check it.
-    ``site``, ``on_paused``: the recovery pauses' (:class:`callwarden.effects.executor.Executor`)."""
+    ``site``, ``on_paused``: the recovery pauses' (:class:`callwarden.effects.follow_ups.FollowUps`)."""
     book, tasks = CallBook(), TaskSet()
-    executor = Executor(
+    executor = Executor(ami=ami, store=store, outbox=outbox, is_current=tracker.is_current, may_act=may_act)
+    follow_ups = FollowUps(
+        executor=executor,
         ami=ami,
         store=store,
         outbox=outbox,
@@ -85,6 +90,7 @@ def call_handling(
         tracker=tracker,
         book=book,
         executor=executor,
+        follow_ups=follow_ups,
         store=store,
         tasks=tasks,
         metrics=metrics,
@@ -94,4 +100,4 @@ def call_handling(
         may_act=may_act,
     )
     recovery.attach(feed=flow.feed, route=flow.route)
-    return CallHandling(tracker, book, tasks, executor, recovery, flow)
+    return CallHandling(tracker, book, tasks, executor, follow_ups, recovery, flow)

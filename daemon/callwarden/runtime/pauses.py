@@ -18,7 +18,7 @@ from typing import Protocol
 
 import structlog
 
-from callwarden.effects.executor import Executor
+from callwarden.effects.follow_ups import FollowUps
 from callwarden.policy.pauses import decide_unpause, due_pauses, next_due, pause_groups
 from callwarden.records import Pause
 from callwarden.runtime.ha import AlwaysActive, Role
@@ -43,7 +43,7 @@ class PauseKeeper:
         self,
         *,
         store: Store,
-        executor: Executor,
+        follow_ups: FollowUps,
         ami: Ami,
         site: str,
         policy_version: Callable[[], str],
@@ -51,7 +51,7 @@ class PauseKeeper:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._store = store
-        self._executor = executor
+        self._follow_ups = follow_ups
         self._ami = ami
         self._site = site
         self._policy_version = policy_version
@@ -89,14 +89,14 @@ class PauseKeeper:
     async def _end(self, due: list[Pause], now: dt.datetime) -> bool:
         if not self._role.is_active() or not self._ami.logged_in.is_set():
             return False
-        members = await self._executor.queue_members()
+        members = await self._follow_ups.queue_members()
         if members is None:
             return False
         ended = True
         for group in pause_groups(due):
             decision = decide_unpause(group, members, policy_version=self._policy_version(), now=now)
             try:
-                ended = await self._executor.unpause(decision, [p.id for p in group]) and ended
+                ended = await self._follow_ups.unpause(decision, [p.id for p in group]) and ended
             except StoreError as exc:  # unpaused, not yet recorded: the next round finds it ended
                 log.error("unpause_not_recorded", error=str(exc), agent=group[0].agent)
                 ended = False
