@@ -38,7 +38,7 @@ def run(config_path: Path | None) -> None:
     """Run the daemon: connect to Asterisk's AMI and act on the agents' hotkeys."""
     config, policy = _load(config_path)  # validated before any socket opens
     configure_logging(config.log.level, config.log.format)
-    from callwarden.runtime.daemon import run as run_daemon  # noqa: PLC0415 (the daemon's imports are for `run` only)
+    from callwarden.runtime.main import run as run_daemon  # noqa: PLC0415 (the daemon's imports are for `run` only)
 
     sys.exit(run_daemon(config, policy))
 

@@ -4,7 +4,8 @@ TaskGroup, so an exception in any of them ends the daemon loudly instead of vani
 stray Task; per-call tasks (:class:`TaskSet`) record their own failures.
 
 The parts: AMI client -> :class:`CallFlow` (state -> decision -> executor), :class:`Recovery`
-(after each login, and lost channels), :class:`Upkeep` (flags, purge, health).
+(lost channels, memory), :class:`Terms` (after each login and each HA term), :class:`Upkeep`
+(flags, purge, health), :class:`PauseKeeper` (the recovery pauses' ends).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import functools
 import gc
 import secrets
 import signal
-from collections.abc import Awaitable
 
 import structlog
 
@@ -25,15 +25,14 @@ from callwarden.effects.outbox_events import Outbox
 from callwarden.exit_codes import ExitCode
 from callwarden.metrics import HttpServer, Metrics
 from callwarden.numbers import to_e164
-from callwarden.policy.commands import SetVar
 from callwarden.policy.rules import Policy, load_configured_policy
 from callwarden.runtime.ha import AlwaysActive, Role
 from callwarden.runtime.handling import call_handling
 from callwarden.runtime.pauses import PauseKeeper
+from callwarden.runtime.terms import Terms
 from callwarden.runtime.upkeep import Upkeep
 from callwarden.state.tracker import CallTracker
-from callwarden.store import AsyncStore, StoreError
-from callwarden.store.engine import describe_location
+from callwarden.store import AsyncStore
 
 log = structlog.get_logger("callwarden")
 
@@ -62,7 +61,7 @@ class Daemon:
                 store_url=config.store.path,
                 site=config.mqtt.site,
                 metrics=self.metrics,
-                take_over=self.take_over,
+                take_over=lambda: self.terms.take_over(),  # noqa: PLW0108 (self.terms is built below)
             )
         self.publisher = None
         if config.mqtt.enabled:
@@ -78,7 +77,7 @@ class Daemon:
         self.ami = AmiClient(
             config=config.ami,
             on_event=lambda frame: self.flow.feed(frame),  # noqa: PLW0108 (self.flow is built below)
-            on_login=self.on_login,
+            on_login=lambda: self.terms.on_login(),  # noqa: PLW0108 (self.terms is built below)
             read_events=self.tracker.subscribed,  # what the flow reads: the rest is dropped unparsed
         )
         parts = call_handling(
@@ -120,44 +119,16 @@ class Daemon:
             policy_version=lambda: self.policy.version,
             role=self.role,
         )
+        self.terms = Terms(
+            hotkey_token=self.hotkey_token,
+            ami=self.ami,
+            handling=parts,
+            executor=self.executor,
+            upkeep=self.upkeep,
+            pauses=self.pauses,
+            role=self.role,
+        )
         self.stop_requested = asyncio.Event()
-
-    async def on_login(self) -> None:
-        """After every login: the hotkey token for the dialplan, the calls, their memory, the
-        flags. A standby only follows the calls (a read); it takes the rest over with its term."""
-        self.pauses.wake()  # overdue pauses end at once, the others are due again (if active)
-        if not self.role.is_active():
-            await self.recovery.resync()
-            return
-        await self._after_login()
-
-    async def _after_login(self) -> None:
-        error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
-        if error:
-            log.error("hotkey_token_not_set", error=error)
-        await self.recovery.resync()
-        await self.recovery.restore_memory()
-        await self.upkeep.sync_flags()
-
-    def take_over(self) -> None:
-        """A new term as the active node (ha): forget what was kept while standby, hold the
-        calls' events from this very step until their memory is read back from the audit trail
-        (the old active's warnings count), then the token, the ends and the flags."""
-        self.pauses.wake()  # the pauses the old active node made end on time (or now, if due)
-        if not self.tasks.running:  # the term started before the main loop: start-up does the rest
-            self.book.reset()
-            return
-        self.tasks.spawn(self._take_over(self.handling.begin_term()), "takeover")
-
-    async def _take_over(self, restoring: Awaitable[None]) -> None:
-        await restoring
-        if not self.ami.logged_in.is_set():
-            return  # the next login does the rest
-        error = await self.executor.send([SetVar(None, "CALLWARDEN_HOTKEY_TOKEN", self.hotkey_token)])
-        if error:
-            log.error("hotkey_token_not_set", error=error)
-        await self.upkeep.sync_flags()
-        log.info("ha_taken_over", node=self.role.node, generation=self.role.generation, calls=len(self.tracker.calls))
 
     def reload_policy(self) -> None:
         try:
@@ -240,24 +211,3 @@ class Daemon:
         except (TimeoutError, AmiError):
             log.warning("shutdown_timeout", phase="close")
         raise _Stop
-
-
-async def _main(config: Config, policy: Policy) -> ExitCode:
-    if config.policy.path is None:
-        log.warning("policy_is_the_shipped_sample", hint="set [policy] path to the policy your supervisors approved")
-    try:
-        store = await AsyncStore.open(config.store.path)
-    except StoreError as exc:
-        log.error("store_open_failed", store=describe_location(config.store.path), error=str(exc))
-        return ExitCode.STORE
-    try:
-        daemon = Daemon(config=config, policy=policy, store=store)
-    except OSError as exc:  # the metrics/health port is taken or not allowed
-        log.error("http_bind_failed", address=f"{config.http.host}:{config.http.port}", error=str(exc))
-        await store.close()
-        return ExitCode.ERROR
-    return await daemon.serve()
-
-
-def run(config: Config, policy: Policy) -> int:
-    return int(asyncio.run(_main(config, policy)))
