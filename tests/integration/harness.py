@@ -216,6 +216,14 @@ class PostgresServer:
             stderr=(self.dir / "server.log").open("ab"),
         )
         wait_for_port(self.port, 20, self.proc)
+        # The port opens before the server takes connections ("the database system is starting
+        # up": it failed a clean-clone run once): ready is what pg_isready says.
+        ready = [str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "callwarden"]
+        deadline = time.monotonic() + 20
+        while subprocess.run(ready, check=False).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not get ready (see {self.dir / 'server.log'})")
+            time.sleep(0.05)
 
     def restart(self) -> None:
         """A fast shutdown (clients are disconnected, committed data kept), then start."""
