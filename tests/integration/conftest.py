@@ -22,6 +22,7 @@ from tests.integration.harness import (
     free_tcp_port,
     write_config,
 )
+from tests.integration.queues import QUEUES, QueueCall
 from tests.sip.phone import LAB_PORT_OFFSET, TestPhone, wait_until
 
 _rtp_ports = itertools.count(31000 + LAB_PORT_OFFSET, 20)
@@ -139,3 +140,23 @@ def phone(pbx: LabPbx) -> Iterator[Callable[..., TestPhone]]:
         test_phone.stop()  # hangs up its calls
     # Every test leaves the PBX without channels: a leftover means a call got stuck somewhere.
     wait_until(lambda: pbx.channels() == [], 15, f"no channels left on the PBX (left: {pbx.channels()})")
+
+
+@pytest.fixture
+def queue_call(phone: Callable[..., TestPhone], number: str) -> Iterator[Callable[[], QueueCall]]:
+    """caller1 calls the queue ``number`` (each module's own fixture: which queues it tries),
+    agent1 (a member) answers; the caller hangs up afterwards."""
+    calls: list[QueueCall] = []
+
+    def make() -> QueueCall:
+        caller_phone = phone("caller1")
+        agent_phone = phone("agent1", auto_answer=True)
+        placed = caller_phone.call(number)
+        answered = agent_phone.next_call()
+        placed.wait_answered()
+        calls.append(QueueCall(placed, answered, QUEUES[number]))
+        return calls[-1]
+
+    yield make
+    for call in calls:
+        call.caller.hangup()

@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ from tests.integration.harness import (
     write_config,
 )
 from tests.integration.mqtt import Subscriber
-from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
+from tests.integration.queues import QUEUES, QueueCall
+from tests.sip.phone import audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ MEMBERS = {
     "lab-queue-local-opt": "Local/201@lab-queue-member",
     "lab-queue-freepbx": "Local/201@from-queue/n",
 }
-QUEUES = {"110": "lab-queue-pjsip", "111": "lab-queue-local", "113": "lab-queue-freepbx"}
+PAUSE_QUEUES = ("110", "111", "113")  # a PJSIP, a Local (/n) and the FreePBX-shaped member
 SECONDS = 3
 SCHEMA = json.loads((REPO / "docs" / "schema" / "callwarden-event-1.json").read_text())
 
@@ -105,33 +105,9 @@ def wait_unpaused(timeout: float = 15) -> None:
     wait_until(lambda: all(p == "0" for p, _ in agent_paused().values()), timeout, f"unpaused ({agent_paused()})")
 
 
-@dataclass
-class QueueCall:
-    caller: PhoneCall
-    agent: PhoneCall
-
-
-@pytest.fixture(params=sorted(QUEUES), ids=lambda n: QUEUES[n])
+@pytest.fixture(params=sorted(PAUSE_QUEUES), ids=lambda n: QUEUES[n])
 def number(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def queue_call(phone: Callable[..., TestPhone], number: str) -> Iterator[Callable[[], QueueCall]]:
-    """caller1 calls the queue, agent1 answers."""
-    calls: list[QueueCall] = []
-
-    def make() -> QueueCall:
-        caller_phone, agent_phone = phone("caller1"), phone("agent1", auto_answer=True)
-        placed = caller_phone.call(number)
-        answered = agent_phone.next_call()
-        placed.wait_answered()
-        calls.append(QueueCall(placed, answered))
-        return calls[-1]
-
-    yield make
-    for call in calls:
-        call.caller.hangup()
 
 
 @pytest.fixture(autouse=True)

@@ -13,52 +13,23 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from callwarden.records import CallbackReason
 from tests.integration.harness import DaemonProcess, LabPbx, ami_action, stored_callbacks
-from tests.sip.phone import PhoneCall, TestPhone, audio_flows, heard, wait_until
+from tests.integration.queues import QUEUES, QueueCall
+from tests.sip.phone import TestPhone, audio_flows, heard, wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-QUEUES = {"110": "lab-queue-pjsip", "111": "lab-queue-local", "112": "lab-queue-local-opt", "113": "lab-queue-freepbx"}
-
-
-@dataclass
-class QueueCall:
-    caller: PhoneCall
-    agent: PhoneCall
-    queue: str
 
 
 @pytest.fixture(params=sorted(QUEUES), ids=lambda n: QUEUES[n])
 def number(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def queue_call(phone: Callable[..., TestPhone], number: str) -> Iterator[Callable[[], QueueCall]]:
-    """caller1 calls the queue, agent1 (its one member) answers."""
-    calls: list[QueueCall] = []
-
-    def make() -> QueueCall:
-        caller_phone = phone("caller1")
-        agent_phone = phone("agent1", auto_answer=True)
-        placed = caller_phone.call(number)
-        answered = agent_phone.next_call()
-        placed.wait_answered()
-        call = QueueCall(placed, answered, QUEUES[number])
-        calls.append(call)
-        return call
-
-    yield make
-    for call in calls:
-        call.caller.hangup()
 
 
 def decision(daemon: DaemonProcess, action: str, timeout: float = 15) -> dict[str, object]:
